@@ -1,0 +1,1 @@
+"""baseplate: reddit's service framework API on OpenTelemetry."""

@@ -1,0 +1,1 @@
+"""OpenTelemetry span exporters and processors used by baseplate."""

@@ -1,0 +1,1 @@
+"""The adapter between baseplate span semantics and OpenTelemetry."""

@@ -1,0 +1,50 @@
+"""Names shared by baseplate spans, the bridge and the exporters.
+
+Every attribute key, trace-state key and instrumentation-scope name that links a
+baseplate span to what the processors and exporters do with it is defined here once.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.trace import SpanContext, TraceState
+
+#: Instrumentation scope of every span made through the baseplate span API. Processors use it
+#: to tell baseplate spans from vendor (auto-instrumentation) spans.
+TRACER_NAME = "baseplate"
+
+#: Attribute holding a local span's component name (``make_child(local=True, component_name=...)``).
+ATTR_COMPONENT = "baseplate.component_name"
+
+#: Attribute holding a span event's payload (``Span.log(name, payload)``).
+ATTR_LOG_PAYLOAD = "baseplate.payload"
+
+#: Trace-state entry carrying baseplate's ``Flags`` header value (bit 1 = debug) across
+#: process-local children and W3C hops. Present only when the flags are non-zero.
+TRACE_STATE_FLAGS = "baseplate"
+
+#: Flags bit that forces sampling.
+FLAG_DEBUG = 1
+
+
+def flags_from_trace_state(trace_state: TraceState | None) -> int:
+    """Return the baseplate flags stored in a trace state (0 when absent or malformed)."""
+    if not trace_state:
+        return 0
+    value = trace_state.get(TRACE_STATE_FLAGS)
+    if value is None:
+        return 0
+    try:
+        flags = int(value)
+    except ValueError:
+        return 0
+    return flags if 0 <= flags < 2**64 else 0
+
+
+def flags_of(span_context: SpanContext) -> int:
+    """Return the baseplate flags of a span context."""
+    return flags_from_trace_state(span_context.trace_state)
+
+
+def is_debug(span_context: SpanContext) -> bool:
+    """Whether the span's trace carries the debug flag."""
+    return bool(flags_of(span_context) & FLAG_DEBUG)

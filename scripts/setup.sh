@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything the project, its tests and its demo need on a fresh machine:
+# Debian packages (memcached, ZooKeeper, the Thrift compiler), the statsd daemon from npm,
+# and a virtualenv with the package and its test/dev extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+    for candidate in python3.11 /root/.pyenv/versions/3.11.7/bin/python3 python3; do
+        if command -v "$candidate" >/dev/null 2>&1; then PYTHON=$candidate; break; fi
+    done
+fi
+
+need_apt=()
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeperd)
+command -v thrift >/dev/null 2>&1 || need_apt+=(thrift-compiler)
+command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .services/npm/node_modules/.bin/statsd ] && [ ! -f .services/npm/node_modules/statsd/bin/statsd ]; then
+    echo "setup: installing the statsd daemon from npm"
+    mkdir -p .services/npm
+    npm install --silent --no-audit --no-fund --prefix .services/npm statsd >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $PYTHON"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+    echo "setup: installing the package and its dev extras"
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import baseplate, otel_bridge, exporters" 
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
