@@ -1,0 +1,22 @@
+"""Baseplate's own Thrift definitions.
+
+``baseplate.thrift`` holds the IDL (``baseplate.thrift``: the ``BaseplateService``
+health-check service and the ``Edge-Request`` structs) and the Python code generated from it
+under :mod:`baseplate.thrift.gen.baseplate` by ``scripts/gen-thrift.sh``. The 0.28 module
+paths keep working: ``baseplate.thrift.BaseplateService``, ``baseplate.thrift.ttypes`` and
+``baseplate.thrift.constants`` are the generated modules themselves.
+
+Service IDLs extend it with ``include "baseplate.thrift"`` and
+``service MyService extends baseplate.BaseplateService``.
+"""
+
+import sys
+
+from baseplate.thrift.gen.baseplate import BaseplateService, constants, ttypes
+
+# The generated modules are registered under their 0.28 names too (not copied), so
+# `import baseplate.thrift.ttypes` gives the very classes the generated service code uses.
+for _module in (BaseplateService, constants, ttypes):
+    sys.modules[__name__ + "." + _module.__name__.rsplit(".", 1)[1]] = _module
+
+__all__ = ["BaseplateService", "constants", "ttypes"]
