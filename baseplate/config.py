@@ -1,0 +1,482 @@
+"""Configuration parsing and validation.
+
+:func:`parse_config` turns a dictionary of stringy keys and values (typically the
+items of an INI section) into a structured, typed configuration object, checking
+every value against a *spec*.
+
+A spec is a dict whose keys are option names and whose values are either value
+types (any callable taking the raw string and returning the parsed value or
+raising :class:`ValueError`), nested specs (dicts, for dotted keys such as
+``nested.once``) or parsers such as :class:`DictOf`::
+
+    >>> cfg = parse_config({"nested.once": "1", "rate": "37.1%"}, {
+    ...     "nested": {"once": Integer},
+    ...     "rate": Percent,
+    ... })
+    >>> cfg.nested.once, cfg.rate
+    (1, 0.371)
+
+An option that is not in the configuration is parsed from the empty string, so a
+required option fails (naming its key) and :func:`Optional` supplies its default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import functools
+import grp
+import pwd
+import re
+import socket
+from collections.abc import Callable, Mapping
+from typing import IO, Any, NamedTuple, TypeVar, Union, overload
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+#: A value type: takes the raw configuration string and returns the parsed value.
+ValueType = Callable[[str], Any]
+
+
+class ConfigurationError(Exception):
+    """Raised when the configuration violates the spec.
+
+    ``key`` is the full dotted configuration key that was wrong and ``error`` the
+    reason; the message reads ``"<key>: <error>"``.
+    """
+
+    def __init__(self, key: str, error: object) -> None:
+        super().__init__(f"{key}: {error}")
+        self.key = key
+        self.error = error
+
+
+def String(text: str) -> str:
+    """A raw, non-empty string."""
+    if not text:
+        raise ValueError("no value specified")
+    return text
+
+
+def Float(text: str) -> float:
+    """A floating-point number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"invalid float: {text!r}")
+
+
+@overload
+def Integer(text: str, base: int = 10) -> int: ...
+
+
+@overload
+def Integer(text: None = None, base: int = 10) -> Callable[[str], int]: ...
+
+
+def Integer(
+    text: str | None = None, base: int = 10
+) -> Union[int, Callable[[str], int]]:
+    """An integer.
+
+    To prevent mistakes, this will raise an error if the user attempts to configure a
+    non-whole number.
+
+    :param base: (Optional) If specified, the base of the integer to parse. Called
+        without text (``Integer(base=16)``) it returns a value type for that base.
+    """
+    if text is None:
+        return functools.partial(_parse_integer, base=base)
+    return _parse_integer(text, base=base)
+
+
+def _parse_integer(text: str, base: int = 10) -> int:
+    try:
+        return int(text, base=base)
+    except ValueError:
+        if base == 10:
+            raise ValueError(f"invalid integer: {text!r}")
+        raise ValueError(f"invalid base-{base} integer: {text!r}")
+
+
+def Boolean(text: str) -> bool:
+    """True or False, case insensitive."""
+    value = text.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise ValueError(f"expected 'true' or 'false', got {text!r}")
+
+
+class InternetAddress(NamedTuple):
+    """A host and port pair, as expected by :mod:`socket` for ``AF_INET``."""
+
+    host: str
+    port: int
+
+
+class EndpointConfiguration(NamedTuple):
+    """A description of a remote endpoint.
+
+    This is a 2-tuple of (``family`` and ``address``).
+
+    ``family``
+        One of :data:`socket.AF_INET` or :data:`socket.AF_UNIX`.
+
+    ``address``
+        An address appropriate for the ``family``: an :class:`InternetAddress`
+        ``(host, port)`` for ``AF_INET``, the socket path for ``AF_UNIX``.
+
+    .. seealso:: :func:`baseplate.config.Endpoint`
+    """
+
+    family: socket.AddressFamily
+    address: Union[InternetAddress, str]
+
+
+def Endpoint(text: str) -> EndpointConfiguration:
+    """A remote endpoint to connect to.
+
+    Returns an :class:`EndpointConfiguration`.
+
+    If the endpoint is a hostname:port pair, the ``family`` will be
+    :data:`socket.AF_INET` and ``address`` will be a two-tuple of host and port, as
+    expected by :mod:`socket`.
+
+    If the endpoint contains a slash (``/``), it will be interpreted as a path to a
+    UNIX domain socket. The ``family`` will be :data:`socket.AF_UNIX` and
+    ``address`` will be the path as a string.
+    """
+    if not text:
+        raise ValueError("no endpoint specified")
+    if "/" in text:
+        return EndpointConfiguration(socket.AF_UNIX, text)
+
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"no port specified in endpoint {text!r}")
+    if not host:
+        raise ValueError(f"no host specified in endpoint {text!r}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"invalid port {port_text!r} in endpoint {text!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range in endpoint {text!r}")
+    return EndpointConfiguration(socket.AF_INET, InternetAddress(host, port))
+
+
+def Base64(text: str) -> bytes:
+    """A base64 encoded block of data.
+
+    This is useful for arbitrary binary blobs. Whitespace (e.g. line breaks in a
+    multi-line value) is ignored; anything else outside the base64 alphabet is an
+    error.
+    """
+    compact = "".join(text.split())
+    if not compact:
+        raise ValueError("expected base64 encoded data")
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64 data: {exc}")
+
+
+def File(mode: str = "r") -> Callable[[str], IO[Any]]:
+    """A path to a file.
+
+    This takes a path to a file and returns an open file object, like returned by
+    :func:`open`.
+
+    :param mode: an optional string that specifies the mode in which the file is
+        opened.
+    """
+
+    def open_file(text: str) -> IO[Any]:
+        if not text:
+            raise ValueError("no file path specified")
+        try:
+            return open(text, mode=mode)
+        except OSError as exc:
+            raise ValueError(f"could not open file {text!r}: {exc.strerror or exc}")
+
+    return open_file
+
+
+_TIMESPAN_UNITS = ("millisecond", "second", "minute", "hour", "day")
+_TIMESPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$", re.IGNORECASE)
+
+
+def Timespan(text: str) -> datetime.timedelta:
+    """A span of time.
+
+    This takes a string of the form "1 second" or "3 days" and returns a
+    :class:`datetime.timedelta` representing that span of time.
+
+    Units supported are: milliseconds, seconds, minutes, hours, days (singular or
+    plural).
+    """
+    match = _TIMESPAN_RE.match(text)
+    if not match:
+        raise ValueError(f"invalid timespan {text!r}: expected e.g. '30 seconds'")
+    count, unit = match.groups()
+    if unit.lower() not in _TIMESPAN_UNITS:
+        units = ", ".join(f"{name}s" for name in _TIMESPAN_UNITS)
+        raise ValueError(f"invalid timespan {text!r}: unknown unit, expected one of {units}")
+    return datetime.timedelta(**{f"{unit.lower()}s": float(count)})
+
+
+def Percent(text: str) -> float:
+    """A percentage.
+
+    This takes a string of the form "37.2%" or "44%" and returns a float in the range
+    [0.0, 1.0].
+    """
+    stripped = text.strip()
+    if not stripped.endswith("%"):
+        raise ValueError(f"invalid percentage {text!r}: expected e.g. '37.2%'")
+    try:
+        percentage = float(stripped[:-1]) / 100.0
+    except ValueError:
+        raise ValueError(f"invalid percentage {text!r}")
+    if not 0.0 <= percentage <= 1.0:
+        raise ValueError(f"percentage {text!r} is out of the range 0% to 100%")
+    return percentage
+
+
+def UnixUser(text: str) -> int:
+    """A Unix user name.
+
+    The parsed value will be the integer user ID.
+    """
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise ValueError(f"no such user: {text!r}")
+
+
+def UnixGroup(text: str) -> int:
+    """A Unix group name.
+
+    The parsed value will be the integer group ID.
+    """
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group: {text!r}")
+
+
+def OneOf(**options: T) -> Callable[[str], T]:
+    """One of several choices.
+
+    For each option, the name is what should be in the configuration file and the
+    value is what it is mapped to. For example, ``OneOf(hearts="H", spades="S")``
+    parses ``"hearts"`` into ``"H"``.
+    """
+
+    def one_of(text: str) -> T:
+        try:
+            return options[text]
+        except KeyError:
+            choices = ", ".join(repr(name) for name in options)
+            raise ValueError(f"expected one of {choices}, got {text!r}")
+
+    return one_of
+
+
+def TupleOf(T: Callable[[str], U]) -> Callable[[str], list[U]]:
+    """A comma-delimited list of type T.
+
+    At least one value must be provided. If you want an empty list to be a valid
+    choice, wrap with :func:`Optional`.
+    """
+
+    def tuple_of(text: str) -> list[U]:
+        items = [item.strip() for item in text.split(",")]
+        items = [item for item in items if item]
+        if not items:
+            raise ValueError("no values provided")
+        parsed = []
+        for index, item in enumerate(items):
+            try:
+                parsed.append(T(item))
+            except ValueError as exc:
+                raise ValueError(f"item {index} ({item!r}): {exc}")
+        return parsed
+
+    return tuple_of
+
+
+def Optional(T: Callable[[str], U], default: Any = None) -> Callable[[str], Any]:
+    """An option of type T, or ``default`` if not configured."""
+
+    def optional(text: str) -> Any:
+        if text:
+            return T(text)
+        return default
+
+    return optional
+
+
+def Fallback(T1: Callable[[str], Any], T2: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option of type T1, or if that fails to parse, of type T2.
+
+    This is useful for backwards-compatible configuration changes.
+    """
+
+    def fallback(text: str) -> Any:
+        try:
+            return T1(text)
+        except ValueError:
+            return T2(text)
+
+    return fallback
+
+
+class ConfigNamespace(dict[str, Any]):
+    """The parsed configuration: a dict whose items are also attributes.
+
+    ``cfg.nested.once`` and ``cfg["nested"]["once"]`` are the same value.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no configuration option {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name)
+
+
+class Parser:
+    """Base for config parsers: something that reads its value(s) from the raw config."""
+
+    @staticmethod
+    def from_spec(spec: Any) -> Parser:
+        """Return a parser for the given spec: a parser, a dict spec or a value type."""
+        if isinstance(spec, Parser):
+            return spec
+        if isinstance(spec, Mapping):
+            return SpecParser(spec)
+        if callable(spec):
+            return CallableParser(spec)
+        raise TypeError(f"invalid configuration spec: {spec!r}")
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
+        """Parse and return the value(s) found at ``key_path`` in ``raw_config``."""
+        raise NotImplementedError
+
+
+def _join_key(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+class SpecParser(Parser):
+    """A parser for a fixed dict spec; gives a :class:`ConfigNamespace`."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        for key in spec:
+            if not isinstance(key, str) or not key or "." in key:
+                raise TypeError(f"invalid key in configuration spec: {key!r} (nest dicts instead)")
+        self.parsers = {key: Parser.from_spec(value) for key, value in spec.items()}
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> ConfigNamespace:
+        parsed = ConfigNamespace()
+        for key, parser in self.parsers.items():
+            parsed[key] = parser.parse(_join_key(key_path, key), raw_config)
+        return parsed
+
+
+class CallableParser(Parser):
+    """A parser for a single option using a value type (any ``str -> value`` callable)."""
+
+    def __init__(self, value_type: Callable[[str], Any]) -> None:
+        self.value_type = value_type
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
+        present = key_path in raw_config
+        raw_value = raw_config.get(key_path, "")
+        if raw_value is None:
+            raw_value = ""
+        try:
+            return self.value_type(raw_value)
+        except Exception as exc:
+            if not present:
+                raise ConfigurationError(key_path, f"required option is missing ({exc})")
+            raise ConfigurationError(key_path, exc)
+
+
+class DictOf(Parser):
+    """A group of options of a given type.
+
+    Every key below the option's prefix becomes an item, so the application need not
+    know all of the keys ahead of time. ``population.us = 325165000`` parsed with
+    ``{"population": DictOf(Integer)}`` gives ``cfg.population["us"] == 325165000``.
+
+    The type can be any spec, including a dict spec:
+    ``{"countries": DictOf({"population": Integer, "capital": String})}`` parses
+    ``countries.us.population`` and ``countries.us.capital`` into
+    ``cfg.countries["us"].capital``.
+    """
+
+    def __init__(self, spec: Any) -> None:
+        self.subparser = Parser.from_spec(spec)
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> ConfigNamespace:
+        prefix = f"{key_path}." if key_path else ""
+        values = ConfigNamespace()
+        for key in raw_config:
+            if not key.startswith(prefix):
+                continue
+            subkey = key[len(prefix) :].split(".", 1)[0]
+            if not subkey or subkey in values:
+                continue
+            values[subkey] = self.subparser.parse(prefix + subkey, raw_config)
+        return values
+
+
+def parse_config(config: Mapping[str, str], spec: Mapping[str, Any]) -> ConfigNamespace:
+    """Parse options against a spec and return a structured representation.
+
+    :param config: The raw stringy configuration dictionary.
+    :param spec: A specification of what the config should look like.
+    :raises ConfigurationError: The configuration violated the spec.
+    :return: A structured configuration object.
+    """
+    return SpecParser(spec).parse("", config)
+
+
+__all__ = [
+    "Base64",
+    "Boolean",
+    "ConfigNamespace",
+    "ConfigurationError",
+    "DictOf",
+    "Endpoint",
+    "EndpointConfiguration",
+    "Fallback",
+    "File",
+    "Float",
+    "Integer",
+    "InternetAddress",
+    "OneOf",
+    "Optional",
+    "Parser",
+    "Percent",
+    "String",
+    "Timespan",
+    "TupleOf",
+    "UnixGroup",
+    "UnixUser",
+    "parse_config",
+]
