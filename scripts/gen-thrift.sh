@@ -18,9 +18,11 @@ thrift --gen py -out "$tmp" "$idl"
 # The generated command-line client is not part of the library.
 find "$tmp" -name '*-remote' -delete
 
+# The IDL's namespace is baseplate.thrift (what including IDLs import); the generated
+# modules only import each other relatively, so they can live at gen/baseplate/.
 rm -rf "$out"
-mkdir -p "$out"
-cp -r "$tmp"/. "$out"/
+mkdir -p "$out/baseplate"
+cp -r "$tmp"/baseplate/thrift/. "$out"/baseplate/
 cat > "$out/__init__.py" <<'PY'
 """Python code generated from baseplate/thrift/baseplate.thrift by scripts/gen-thrift.sh."""
 PY

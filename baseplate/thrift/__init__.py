@@ -7,7 +7,9 @@ paths keep working: ``baseplate.thrift.BaseplateService``, ``baseplate.thrift.tt
 ``baseplate.thrift.constants`` are the generated modules themselves.
 
 Service IDLs extend it with ``include "baseplate.thrift"`` and
-``service MyService extends baseplate.BaseplateService``.
+``service MyService extends baseplate.BaseplateService``; the code generated for them imports
+``baseplate.thrift.BaseplateService`` and ``baseplate.thrift.ttypes`` (the IDL's Python
+namespace is ``baseplate.thrift``), which resolve to the modules here.
 """
 
 import sys

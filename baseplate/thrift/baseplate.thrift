@@ -3,9 +3,11 @@
 //
 // Field ids and names are part of the wire format shared with other baseplate
 // services; never renumber them. Python code is generated into
-// baseplate/thrift/gen/ by scripts/gen-thrift.sh.
+// baseplate/thrift/gen/baseplate/ by scripts/gen-thrift.sh. The Python namespace is the
+// 0.28 one, so service IDLs that include this file import baseplate.thrift.ttypes and
+// baseplate.thrift.BaseplateService, which baseplate.thrift maps to the generated modules.
 
-namespace py baseplate
+namespace py baseplate.thrift
 namespace go reddit.baseplate
 namespace java com.reddit.baseplate
 
