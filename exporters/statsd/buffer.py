@@ -1,0 +1,76 @@
+"""A buffer of statsd metrics sent together: the wire side of a metrics batch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from exporters.statsd.transport import Transport
+from exporters.statsd.wire import counter_line
+
+#: Buffered bytes past which a buffer sends what it holds instead of growing further.
+DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024
+
+# Rough cost of one aggregated counter beyond its name: value, type and dict entry.
+_COUNTER_OVERHEAD = 16
+
+
+class MetricsBuffer:
+    """Collect statsd lines and send them in as few datagrams as fit when flushed.
+
+    Counters are aggregated: every increment of one counter at one sample rate becomes one
+    line holding the sum. The buffer is itself a :class:`~exporters.statsd.transport.Transport`
+    (``send`` buffers), so metric objects can write to it or to a real transport alike.
+    Memory stays bounded: once more than ``max_buffered_bytes`` are held, the buffer sends
+    what it has early rather than grow or drop. A flushed buffer is empty and reusable.
+    Safe to use from several threads.
+    """
+
+    def __init__(
+        self, transport: Transport, max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
+    ) -> None:
+        self.transport = transport
+        self.max_buffered_bytes = max_buffered_bytes
+        self._lines: list[bytes] = []
+        self._counters: dict[tuple[bytes, float], float] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def send(self, lines: Sequence[bytes]) -> None:
+        """Buffer lines until the next flush."""
+        with self._lock:
+            self._lines.extend(lines)
+            self._size += sum(len(line) + 1 for line in lines)
+            full = self._size > self.max_buffered_bytes
+        if full:
+            self.flush()
+
+    def add_count(self, name: bytes, delta: float, sample_rate: float = 1.0) -> None:
+        """Add ``delta`` to the counter ``name`` at ``sample_rate``."""
+        counter_line(name, delta, sample_rate)  # reject a bad value now, not at flush
+        key = (name, sample_rate)
+        with self._lock:
+            total = self._counters.get(key)
+            if total is None:
+                self._counters[key] = delta
+                self._size += len(name) + _COUNTER_OVERHEAD
+            else:
+                self._counters[key] = total + delta
+            full = self._size > self.max_buffered_bytes
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send everything buffered and empty the buffer; never raises for a delivery problem."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            counters, self._counters = self._counters, {}
+            self._size = 0
+        lines.extend(counter_line(name, delta, rate) for (name, rate), delta in counters.items())
+        if lines:
+            self.transport.send(lines)
+
+    def __len__(self) -> int:
+        """Number of lines a flush would send now."""
+        with self._lock:
+            return len(self._lines) + len(self._counters)

@@ -1,0 +1,302 @@
+"""Statsd timers and counters for every baseplate span, one batch per request.
+
+:class:`StatsdSpanProcessor` is an OpenTelemetry span processor. For spans of the
+``baseplate`` instrumentation scope it records, in the request's metrics batch:
+
+* server spans (``SERVER``/``CONSUMER``): timer ``server.<span name>`` and counter
+  ``server.<span name>.success`` or ``.failure`` (status ERROR is a failure);
+* client spans (``CLIENT``/``PRODUCER``): timer ``clients.<span name>`` and counter
+  ``clients.<span name>.success`` or ``.failure``;
+* local spans (``INTERNAL``): timer ``<component name>.<span name>``; an internal span without
+  a component name records nothing.
+
+The batch adds the application's namespace in front of these names. Names come from span
+data, so anything the statsd wire cannot carry is replaced with ``_`` instead of raising.
+
+A request is the tree of spans under one local root: a baseplate server span, or any span
+whose parent is remote, absent or unknown. Its metrics stay in its batch until the root
+ends and then go out together, in as few datagrams as fit. Spans ending after their root are
+sent as they end. Unsampled requests are measured too: their spans are recording.
+
+Vendor spans (any other instrumentation scope, e.g. OpenTelemetry auto-instrumentation) are
+not measured, because their names are not bounded (URLs, SQL text) and would flood statsd
+with metric names. They still link a baseplate span to its request when they sit between
+the two, and a vendor root span delimits a request like any other root.
+
+Memory is bounded: at most ``max_open_spans`` unfinished spans and ``max_pending_requests``
+batches handed out by :meth:`StatsdSpanProcessor.batch_for_request` for spans not started yet
+are remembered; past that the oldest is forgotten and its batch sent as it stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Optional, Protocol
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from exporters.statsd.transport import RateLimitedLog
+from exporters.statsd.wire import safe_metric_name
+from otel_bridge.semconv import ATTR_COMPONENT, TRACER_NAME
+
+logger = logging.getLogger(__name__)
+
+_SERVER_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+_CLIENT_KINDS = (SpanKind.CLIENT, SpanKind.PRODUCER)
+
+DEFAULT_MAX_OPEN_SPANS = 100_000
+DEFAULT_MAX_PENDING_REQUESTS = 10_000
+
+
+class TimerMetric(Protocol):
+    """The part of a statsd timer the processor uses."""
+
+    def send(self, elapsed: float) -> None:
+        """Record ``elapsed`` seconds."""
+
+
+class CounterMetric(Protocol):
+    """The part of a statsd counter the processor uses."""
+
+    def increment(self, delta: float = 1, sample_rate: float = 1.0) -> None:
+        """Add ``delta`` to the counter."""
+
+
+class MetricsBatch(Protocol):
+    """A batch of metrics sent together on ``flush()`` (``baseplate.metrics.Batch`` is one)."""
+
+    def timer(self, name: str) -> TimerMetric:
+        """Return the timer ``name``."""
+
+    def counter(self, name: str) -> CounterMetric:
+        """Return the counter ``name``."""
+
+    def flush(self) -> None:
+        """Send the batched metrics and empty the batch."""
+
+
+def span_metric_name(span: ReadableSpan) -> bytes | None:
+    """Return the statsd name a baseplate span is timed under, or None if it is not timed.
+
+    ``server.<name>``, ``clients.<name>`` or ``<component>.<name>`` (see the module docs).
+    """
+    if span.kind in _SERVER_KINDS:
+        return safe_metric_name("server", span.name)
+    if span.kind in _CLIENT_KINDS:
+        return safe_metric_name("clients", span.name)
+    component = (span.attributes or {}).get(ATTR_COMPONENT)
+    if not component:
+        return None
+    return safe_metric_name(str(component), span.name)
+
+
+def is_baseplate_span(span: ReadableSpan) -> bool:
+    """Whether the span was made through the baseplate span API."""
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == TRACER_NAME
+
+
+class _Request:
+    """The metrics of one request: its batch (made when first needed) and whether it ended."""
+
+    __slots__ = ("batch", "ended")
+
+    def __init__(self, batch: MetricsBatch | None) -> None:
+        self.batch = batch
+        self.ended = False
+
+
+class _OpenSpan:
+    """A started, unfinished span: its request, and the span it hides if ids collide."""
+
+    __slots__ = ("request", "start_time", "is_root", "hidden")
+
+    def __init__(
+        self, request: _Request, start_time: int | None, is_root: bool, hidden: _OpenSpan | None
+    ) -> None:
+        self.request = request
+        self.start_time = start_time
+        self.is_root = is_root
+        # A server span for a call from this same process keeps the caller's ids; both are
+        # open at once, so the newer one hides the older until it ends.
+        self.hidden = hidden
+
+
+class StatsdSpanProcessor(SpanProcessor):
+    """Record statsd metrics for baseplate spans, sending each request's metrics together.
+
+    :param new_batch: Makes an empty metrics batch; called once per request that has
+        metrics (``client.batch`` of a ``baseplate.metrics.Client``).
+    :param max_open_spans: How many unfinished spans to remember.
+    :param max_pending_requests: How many batches handed out for server spans that have
+        not started yet to remember.
+    """
+
+    def __init__(
+        self,
+        new_batch: Callable[[], MetricsBatch],
+        *,
+        max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
+        max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
+    ) -> None:
+        self.new_batch = new_batch
+        self.max_open_spans = max_open_spans
+        self.max_pending_requests = max_pending_requests
+        self._open: dict[tuple[int, int], _OpenSpan] = {}
+        self._pending: dict[tuple[int, int], MetricsBatch] = {}
+        self._lock = threading.Lock()
+        self._errors = RateLimitedLog(logger)
+
+    def batch_for_request(self, trace_id: int, span_id: int) -> MetricsBatch:
+        """Return the batch that is sent when the server span with these ids ends.
+
+        May be called before the span starts (the batch is kept until it does) or while it
+        is open. The application's own metrics added to it go out with the request's.
+        """
+        key = (trace_id, span_id)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None and entry.is_root and entry.request.batch is not None:
+                return entry.request.batch
+            batch = self._pending.get(key)
+            if batch is not None:
+                return batch
+        batch = self.new_batch()
+        evicted: list[MetricsBatch] = []
+        with self._lock:
+            if entry is not None and entry.is_root:
+                if entry.request.batch is None:
+                    entry.request.batch = batch
+                return entry.request.batch
+            batch = self._pending.setdefault(key, batch)
+            while len(self._pending) > self.max_pending_requests:
+                evicted.append(self._pending.pop(next(iter(self._pending))))
+        self._send_evicted(evicted, "requests that never started")
+        return batch
+
+    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        try:
+            self._start(span)
+        except Exception:
+            self._errors.warning("statsd metrics failed for a starting span", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self._end(span)
+        except Exception:
+            self._errors.warning("statsd metrics failed for an ending span", exc_info=True)
+
+    def shutdown(self) -> None:
+        """Send the batches of requests that are still open."""
+        with self._lock:
+            batches = list(self._pending.values())
+            batches.extend(
+                entry.request.batch
+                for entry in self._open.values()
+                if entry.is_root and entry.request.batch is not None
+            )
+            self._pending.clear()
+            self._open.clear()
+        for batch in batches:
+            self._flush(batch)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing waits here: a request's metrics are sent when its root span ends."""
+        return True
+
+    def _start(self, span: Span) -> None:
+        context = span.context
+        if context is None:
+            return
+        key = (context.trace_id, context.span_id)
+        starts_request = span.kind in _SERVER_KINDS and is_baseplate_span(span)
+        parent = span.parent
+        evicted: list[MetricsBatch] = []
+        with self._lock:
+            request = None
+            if not starts_request and parent is not None and not parent.is_remote:
+                parent_entry = self._open.get((parent.trace_id, parent.span_id))
+                if parent_entry is not None:
+                    request = parent_entry.request
+            is_root = request is None
+            if request is None:
+                request = _Request(self._pending.pop(key, None) if starts_request else None)
+            self._open[key] = _OpenSpan(request, span.start_time, is_root, self._open.get(key))
+            while len(self._open) > self.max_open_spans:
+                oldest = self._open.pop(next(iter(self._open)))
+                if oldest.is_root:
+                    oldest.request.ended = True
+                    if oldest.request.batch is not None:
+                        evicted.append(oldest.request.batch)
+        self._send_evicted(evicted, "spans that never ended")
+
+    def _end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        entry = self._forget(context.trace_id, context.span_id, span.start_time)
+        request = entry.request if entry is not None else _Request(None)
+        is_root = entry is None or entry.is_root
+        if is_root:
+            request.ended = True
+
+        name = span_metric_name(span) if is_baseplate_span(span) else None
+        if name is not None:
+            batch = self._batch_of(request)
+            metric = name.decode("ascii")
+            if span.start_time is not None and span.end_time is not None:
+                batch.timer(metric).send((span.end_time - span.start_time) / 1e9)
+            if span.kind is not SpanKind.INTERNAL:
+                failed = span.status.status_code is StatusCode.ERROR
+                batch.counter(metric + (".failure" if failed else ".success")).increment()
+        if request.ended and request.batch is not None:
+            self._flush(request.batch)
+
+    def _forget(self, trace_id: int, span_id: int, start_time: int | None) -> _OpenSpan | None:
+        key = (trace_id, span_id)
+        with self._lock:
+            entry = self._open.get(key)
+            previous: _OpenSpan | None = None
+            while entry is not None and entry.start_time != start_time:
+                previous, entry = entry, entry.hidden
+            if entry is None:
+                return None
+            if previous is not None:
+                previous.hidden = entry.hidden
+            elif entry.hidden is not None:
+                self._open[key] = entry.hidden
+            else:
+                del self._open[key]
+            entry.hidden = None
+            return entry
+
+    def _batch_of(self, request: _Request) -> MetricsBatch:
+        batch = request.batch
+        if batch is None:
+            made = self.new_batch()
+            with self._lock:
+                if request.batch is None:
+                    request.batch = made
+                batch = request.batch
+        return batch
+
+    def _flush(self, batch: MetricsBatch) -> None:
+        try:
+            batch.flush()
+        except Exception:
+            self._errors.warning("could not send a metrics batch", exc_info=True)
+
+    def _send_evicted(self, batches: list[MetricsBatch], what: str) -> None:
+        if not batches:
+            return
+        self._errors.warning(
+            "statsd metrics: forgot %d %s to bound memory; sending their metrics now",
+            len(batches),
+            what,
+        )
+        for batch in batches:
+            self._flush(batch)
