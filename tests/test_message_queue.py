@@ -262,7 +262,12 @@ def run_tool(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 def test_cli_write_sends_each_line(queue_name: str) -> None:
     result = run_tool(
-        "--write", queue_name, "--max-messages", "3", "--max-message-size", str(SMALL),
+        "--write",
+        queue_name,
+        "--max-messages",
+        "3",
+        "--max-message-size",
+        str(SMALL),
         stdin="hello!\nsecond line\n",
     )
     assert result.returncode == 0, result.stderr
@@ -319,4 +324,3 @@ def test_cli_requires_a_mode() -> None:
     result = run_tool("/whatever")
     assert result.returncode == 2
     assert "--read" in result.stderr
-
