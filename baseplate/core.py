@@ -1,0 +1,610 @@
+"""The heart of baseplate: the :class:`Baseplate` object, spans, trace info and observers.
+
+Every :class:`ServerSpan`, :class:`Span` and :class:`LocalSpan` wraps exactly one
+OpenTelemetry SDK span. A span's ids exist as soon as the span object does; the OTel span is
+started by :meth:`Span.start` with exactly those ids, and while it runs it is the current OTel
+span, so spans from the plain OTel API (vendor auto-instrumentation) nest under it.
+
+Observers keep their documented callbacks. An observer that raises is logged and skipped; it
+never breaks the request.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+
+from otel_bridge import provider as _provider
+from otel_bridge.context import ExcInfo, activate, deactivate, end_with_exception
+from otel_bridge.ids import SpanPreset, new_id, reset_preset, set_preset
+from otel_bridge.propagation import UPSTREAM_PARENT_KEY
+from otel_bridge.sampling import BaseplateSampler
+from otel_bridge.semconv import (
+    ATTR_COMPONENT,
+    ATTR_LOG_PAYLOAD,
+    TRACE_STATE_FLAGS,
+    flags_of,
+)
+
+if TYPE_CHECKING:
+    from baseplate.context import ContextFactory
+
+logger = logging.getLogger(__name__)
+
+_MAX_64 = 2**64
+_MAX_128 = 2**128
+_SIMPLE_TYPES = (str, bool, int, float)
+
+
+# -- observers ---------------------------------------------------------------------------
+
+
+class BaseplateObserver:
+    """Interface for an observer that watches Baseplate."""
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        """Called when a server span is created (a new request begins)."""
+        raise NotImplementedError
+
+
+class SpanObserver:
+    """Interface for an observer that watches a span."""
+
+    def on_start(self) -> None:
+        """Called when the observed span is started."""
+
+    def on_set_tag(self, key: str, value: Any) -> None:
+        """Called when a tag is set on the observed span."""
+
+    def on_log(self, name: str, payload: Any) -> None:
+        """Called when a log entry is added to the span."""
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        """Called when the observed span is finished (``exc_info`` if it ended in error)."""
+
+    def on_child_span_created(self, span: Span) -> None:
+        """Called when a child span is created."""
+
+
+class ServerSpanObserver(SpanObserver):
+    """Interface for an observer that watches the server span."""
+
+
+def _notify(observer: Any, method: str, *args: Any) -> None:
+    try:
+        getattr(observer, method)(*args)
+    except Exception:
+        logger.exception("observer %r failed in %s; continuing", observer, method)
+
+
+# -- trace info --------------------------------------------------------------------------
+
+
+class TraceInfo(NamedTuple):
+    """Trace context for a span: the ids and sampling of a request from upstream."""
+
+    trace_id: int
+    parent_id: Optional[int]
+    span_id: int
+    sampled: Optional[bool]
+    flags: Optional[int]
+
+    @classmethod
+    def new(cls) -> TraceInfo:
+        """Make a TraceInfo for a brand new trace (sampling left to ``tracing.sample_rate``)."""
+        trace_id = new_id()
+        return cls(trace_id=trace_id, parent_id=None, span_id=trace_id, sampled=None, flags=None)
+
+    @classmethod
+    def from_upstream(
+        cls,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+    ) -> TraceInfo:
+        """Build a TraceInfo from individual headers.
+
+        :raises ValueError: if any of the values are inappropriate (wrong type or out of
+            range: trace ids up to 128 bits, span and parent ids up to 64 bits, non-zero).
+        """
+        _check_id("trace_id", trace_id, _MAX_128)
+        _check_id("span_id", span_id, _MAX_64)
+        if parent_id is not None:
+            _check_id("parent_id", parent_id, _MAX_64, allow_zero=True)
+        if sampled is not None and not isinstance(sampled, bool):
+            raise ValueError(f"invalid sampled value {sampled!r}: expected a bool or None")
+        if flags is not None:
+            _check_id("flags", flags, _MAX_64, allow_zero=True)
+        return cls(trace_id, parent_id, span_id, sampled, flags)
+
+
+def _check_id(name: str, value: Any, limit: int, allow_zero: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"invalid {name} {value!r}: expected an int")
+    if not (0 if allow_zero else 1) <= value < limit:
+        raise ValueError(f"invalid {name} {value!r}: out of range")
+
+
+def trace_info_from_context(ctx: Context) -> TraceInfo | None:
+    """The upstream trace info in an OTel context returned by a propagator's ``extract``.
+
+    Baseplate headers give the span id this service must use (shared-span model); other
+    formats (W3C, B3) name the caller's span, which becomes the parent of a new span id.
+    """
+    span_context = trace.get_current_span(ctx).get_span_context()
+    if not span_context.is_valid or not span_context.is_remote:
+        return None
+    sampled = bool(span_context.trace_flags.sampled)
+    flags = flags_of(span_context) or None
+    upstream_parent = ctx.get(UPSTREAM_PARENT_KEY)
+    trace_id = span_context.trace_id
+    if isinstance(upstream_parent, int):
+        return TraceInfo(trace_id, upstream_parent, span_context.span_id, sampled, flags)
+    return TraceInfo(trace_id, span_context.span_id, new_id(), sampled, flags)
+
+
+# -- spans -------------------------------------------------------------------------------
+
+
+def _attribute_value(value: Any) -> Any:
+    if type(value) in _SIMPLE_TYPES:
+        return value
+    if isinstance(value, _SIMPLE_TYPES):  # subclasses (enums, str subclasses)
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _trace_state(flags: int | None) -> TraceState | None:
+    if not flags:
+        return None
+    return TraceState([(TRACE_STATE_FLAGS, str(flags))])
+
+
+class Span:
+    """A span represents a single RPC within a system (an OTel ``CLIENT`` span)."""
+
+    kind = SpanKind.CLIENT
+
+    def __init__(
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+        name: str,
+        context: Any,
+        *,
+        tracer: trace.Tracer | None = None,
+        parent: Span | None = None,
+    ):
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.id = span_id
+        self.sampled = sampled
+        self.flags = flags
+        self.name = name
+        self.context = context
+        self.observers: list[SpanObserver] = []
+        #: The OpenTelemetry SDK span, once started.
+        self.otel_span: trace.Span | None = None
+        self._tracer = tracer
+        self._parent = parent
+        self._pending: dict[str, Any] | None = None
+        self._token: object = None
+        self._finished = False
+
+    # observers
+    def register(self, observer: SpanObserver) -> None:
+        """Register an observer to receive events from this span."""
+        self.observers.append(observer)
+
+    # lifecycle
+    def start(self) -> None:
+        """Record the start of the span: start its OTel span and make it current."""
+        if self.otel_span is not None:
+            return
+        tracer = self._tracer or _default_tracer()
+        token = set_preset(self._preset())
+        try:
+            span = tracer.start_span(
+                self.name,
+                context=self._parent_context(),
+                kind=self.kind,
+                attributes=self._initial_attributes(),
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        finally:
+            reset_preset(token)
+        self.otel_span = span
+        self._token = activate(span)
+        for observer in self.observers:
+            _notify(observer, "on_start")
+
+    def _preset(self) -> SpanPreset:
+        return SpanPreset(span_id=self.id)
+
+    def _parent_context(self) -> Context | None:
+        parent = self._parent
+        if parent is not None and parent.otel_span is not None:
+            return trace.set_span_in_context(parent.otel_span)
+        if self.parent_id:
+            remote = SpanContext(
+                self.trace_id,
+                self.parent_id,
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED if self.sampled else 0),
+                trace_state=_trace_state(self.flags),
+            )
+            return trace.set_span_in_context(NonRecordingSpan(remote))
+        return Context()
+
+    def _initial_attributes(self) -> dict[str, Any] | None:
+        pending, self._pending = self._pending, None
+        return pending
+
+    def finish(self, exc_info: ExcInfo | None = None) -> None:
+        """Record the end of the span (``exc_info`` if it ended because of an exception)."""
+        if self._finished:
+            return
+        if self.otel_span is None:
+            self.start()
+        self._finished = True
+        for observer in self.observers:
+            _notify(observer, "on_finish", exc_info)
+        span = self.otel_span
+        assert span is not None
+        deactivate(self._token)
+        if exc_info is not None and exc_info[1] is not None:
+            error = exc_info[1]
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            end_with_exception(span, exc_info)
+        else:
+            span.end()
+
+    def __enter__(self) -> Span:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and value is not None:
+            self.finish(exc_info=(exc_type, value, traceback))
+        else:
+            self.finish()
+
+    # annotations
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag (an OTel attribute) on the span; value a string/boolean/number."""
+        if value is not None:
+            normalized = _attribute_value(value)
+            if self.otel_span is not None:
+                self.otel_span.set_attribute(key, normalized)
+            else:
+                if self._pending is None:
+                    self._pending = {}
+                self._pending[key] = normalized
+        for observer in self.observers:
+            _notify(observer, "on_set_tag", key, value)
+
+    def log(self, name: str, payload: Any = None) -> None:
+        """Add a timestamped log entry (an OTel span event) to the span."""
+        if self.otel_span is not None:
+            attributes = None if payload is None else {ATTR_LOG_PAYLOAD: _attribute_value(payload)}
+            self.otel_span.add_event(name, attributes)
+        for observer in self.observers:
+            _notify(observer, "on_log", name, payload)
+
+    # children
+    def make_child(
+        self, name: str, local: bool = False, component_name: str | None = None
+    ) -> Span:
+        """Return a child span whose parent is this span.
+
+        A local span (``local=True``, which needs a ``component_name``) times work done in
+        this process and gets a copy of the context object whose ``trace`` is the new span.
+        Otherwise the child represents an outbound call.
+        """
+        span_id = new_id()
+        span: Span
+        if local:
+            if component_name is None:
+                raise ValueError("local spans require a component_name")
+            context_copy = _copy_context(self.context)
+            span = LocalSpan(
+                self.trace_id,
+                self.id,
+                span_id,
+                self.sampled,
+                self.flags,
+                name,
+                context_copy,
+                component_name=component_name,
+                tracer=self._tracer,
+                parent=self,
+            )
+            if context_copy is not None:
+                context_copy.trace = span
+        else:
+            span = Span(
+                self.trace_id,
+                self.id,
+                span_id,
+                self.sampled,
+                self.flags,
+                name,
+                self.context,
+                tracer=self._tracer,
+                parent=self,
+            )
+        for observer in self.observers:
+            _notify(observer, "on_child_span_created", span)
+        return span
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} trace_id={self.trace_id} "
+            f"parent_id={self.parent_id} span_id={self.id}>"
+        )
+
+
+def _copy_context(context: Any) -> Any:
+    if context is None:
+        return None
+    clone = getattr(context, "clone", None)
+    if callable(clone):
+        return clone()
+    return copy.copy(context)
+
+
+class LocalSpan(Span):
+    """A span timing in-process work of a component (an OTel ``INTERNAL`` span)."""
+
+    kind = SpanKind.INTERNAL
+
+    def __init__(
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+        name: str,
+        context: Any,
+        component_name: str | None = None,
+        *,
+        tracer: trace.Tracer | None = None,
+        parent: Span | None = None,
+    ):
+        super().__init__(
+            trace_id, parent_id, span_id, sampled, flags, name, context, tracer=tracer,
+            parent=parent,
+        )
+        self.component_name = component_name
+
+    def _initial_attributes(self) -> dict[str, Any] | None:
+        attributes = super()._initial_attributes() or {}
+        if self.component_name is not None:
+            attributes[ATTR_COMPONENT] = self.component_name
+        return attributes
+
+
+class ServerSpan(Span):
+    """A server span represents a request this server is handling (an OTel ``SERVER`` span).
+
+    It is available on the context object during requests as the ``trace`` attribute. Built
+    from upstream trace info it has exactly the upstream ids; its sampling decision is the
+    upstream's, forced on by the debug flag, else ``tracing.sample_rate``.
+    """
+
+    kind = SpanKind.SERVER
+
+    def __init__(
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+        name: str,
+        context: Any,
+        *,
+        tracer: trace.Tracer | None = None,
+        parent_context: Context | None = None,
+        sampler: BaseplateSampler | None = None,
+    ):
+        decided = (sampler or _provider.default_sampler()).decide(trace_id, sampled, flags)
+        super().__init__(
+            trace_id, parent_id, span_id, decided, flags, name, context, tracer=tracer
+        )
+        self._explicit_parent = parent_context
+
+    def _preset(self) -> SpanPreset:
+        return SpanPreset(
+            span_id=self.id,
+            trace_id=self.trace_id,
+            sampled=bool(self.sampled),
+            trace_state=_trace_state(self.flags),
+        )
+
+    def _parent_context(self) -> Context | None:
+        if self._explicit_parent is not None:
+            return self._explicit_parent
+        return super()._parent_context()
+
+
+_fallback_tracer: trace.Tracer | None = None
+
+
+def _default_tracer() -> trace.Tracer:
+    global _fallback_tracer
+    if _fallback_tracer is None:
+        _fallback_tracer = _provider.baseplate_tracer(_provider.ensure_provider())
+    return _fallback_tracer
+
+
+# -- the Baseplate object ----------------------------------------------------------------
+
+
+class RequestContext:
+    """A plain context object, for integrations whose framework has none of its own."""
+
+    def clone(self) -> RequestContext:
+        """Return a shallow copy (used for local spans' contexts)."""
+        return copy.copy(self)
+
+
+class _ContextObserver(BaseplateObserver):
+    """Attaches a context factory's object to each request's context."""
+
+    def __init__(self, name: str, context_factory: ContextFactory):
+        self.name = name
+        self.context_factory = context_factory
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        value = self.context_factory.make_object_for_context(self.name, server_span)
+        setattr(context, self.name, value)
+
+
+class Baseplate:
+    """The core of the Baseplate diagnostics framework.
+
+    This class coordinates monitoring and tracing of service calls made to and from this
+    service. See :mod:`baseplate.integration` for how to integrate it with the application
+    framework you are using.
+
+    ``tracer_provider`` is for tests and embedding; by default baseplate uses the process's
+    global SDK provider, installing one if none is installed (see ``otel_bridge.provider``).
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None):
+        self.observers: list[BaseplateObserver] = []
+        self._context_factories: dict[str, ContextFactory] = {}
+        self.tracer_provider = tracer_provider or _provider.ensure_provider()
+        self.sampler = _provider.default_sampler()
+        self._tracer = _provider.baseplate_tracer(self.tracer_provider, self.sampler)
+
+    def register(self, observer: BaseplateObserver) -> None:
+        """Register an observer."""
+        self.observers.append(observer)
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Add an OpenTelemetry span processor to the provider (once)."""
+        _provider.add_span_processor(self.tracer_provider, processor)
+
+    def configure_logging(self) -> None:
+        """Add request context (the trace id) to the logging system."""
+        from baseplate.diagnostics import logging as diagnostics_logging
+
+        diagnostics_logging.install(self)
+
+    def configure_metrics(self, metrics_client: Any) -> None:
+        """Send timing metrics to the given :class:`baseplate.metrics.Client`.
+
+        This also adds a :class:`baseplate.metrics.Batch` as the ``metrics`` attribute of the
+        context object; it is flushed with the request's own metrics when the request ends.
+        """
+        from baseplate.diagnostics import metrics as diagnostics_metrics
+
+        diagnostics_metrics.install(self, metrics_client)
+
+    def configure_tracing(self, tracing_client: Any, *args: Any, **kwargs: Any) -> None:
+        """Collect and send span information for request tracing to the configured exporter."""
+        from baseplate.diagnostics import tracing as diagnostics_tracing
+
+        diagnostics_tracing.install(self, tracing_client, *args, **kwargs)
+
+    def configure_error_reporting(self, client: Any) -> None:
+        """Send reports for unexpected exceptions to the given client (``raven.Client`` or
+        a configured ``sentry_sdk``); the client is the ``sentry`` attribute of the context."""
+        from baseplate.diagnostics import sentry as diagnostics_sentry
+
+        diagnostics_sentry.install(self, client)
+
+    def add_to_context(self, name: str, context_factory: ContextFactory) -> None:
+        """Add an attribute to each request's context object.
+
+        On each request, the factory is asked to create an object to attach to the context
+        object under ``name`` (also used in span and metric names).
+        """
+        self._context_factories[name] = context_factory
+        self.register(_ContextObserver(name, context_factory))
+
+    def make_server_span(
+        self, context: Any, name: str, trace_info: TraceInfo | None = None
+    ) -> ServerSpan:
+        """Return a server span representing the request we are handling.
+
+        The span is also set as ``context.trace``. Without ``trace_info`` the span joins the
+        current OpenTelemetry span's trace as its child when there is one (a vendor
+        instrumentation's server span), else it starts a new trace.
+        """
+        parent_context = None
+        if trace_info is None:
+            current = trace.get_current_span().get_span_context()
+            if current.is_valid:
+                parent_context = trace.set_span_in_context(trace.get_current_span())
+                trace_info = TraceInfo(
+                    current.trace_id,
+                    current.span_id,
+                    new_id(),
+                    bool(current.trace_flags.sampled),
+                    flags_of(current) or None,
+                )
+            else:
+                trace_info = TraceInfo.new()
+        span = ServerSpan(
+            trace_info.trace_id,
+            trace_info.parent_id,
+            trace_info.span_id,
+            trace_info.sampled,
+            trace_info.flags,
+            name,
+            context,
+            tracer=self._tracer,
+            parent_context=parent_context,
+            sampler=self.sampler,
+        )
+        context.trace = span
+        for observer in self.observers:
+            _notify(observer, "on_server_span_created", context, span)
+        return span
+
+
+__all__ = [
+    "Baseplate",
+    "BaseplateObserver",
+    "LocalSpan",
+    "RequestContext",
+    "ServerSpan",
+    "ServerSpanObserver",
+    "Span",
+    "SpanObserver",
+    "TraceInfo",
+    "trace_info_from_context",
+]

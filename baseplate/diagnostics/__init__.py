@@ -1,0 +1,1 @@
+"""Built-in diagnostics: logging, metrics, tracing export and error reporting."""

@@ -1,0 +1,1 @@
+"""Integrations of baseplate with application frameworks (Thrift, Pyramid)."""

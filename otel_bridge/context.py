@@ -1,0 +1,76 @@
+"""Making spans current, quietly, and handing context to other greenlets and threads.
+
+OpenTelemetry's ``context.detach`` logs "Failed to detach context" when a token is reset
+from another context (a response finished on another greenlet, a generator closed late).
+The framework's own spans use :func:`activate` / :func:`deactivate`, which treat that case
+as the harmless event it is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.context import _RUNTIME_CONTEXT as _runtime
+from opentelemetry.context import Context
+from opentelemetry.context import attach as _attach
+
+logger = logging.getLogger(__name__)
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+_T = TypeVar("_T")
+
+_ENDING_EXC_INFO: ContextVar[ExcInfo | None] = ContextVar("baseplate_ending_exc_info", default=None)
+
+
+def activate(span: trace.Span) -> object:
+    """Make ``span`` the current span; return a token for :func:`deactivate`."""
+    return _attach(trace.set_span_in_context(span))
+
+
+def deactivate(token: object) -> None:
+    """Undo :func:`activate`; a token from another context is ignored instead of logged."""
+    try:
+        _runtime.detach(token)  # type: ignore[arg-type]
+    except Exception:
+        logger.debug("span ended outside the context it was activated in")
+
+
+def ending_exc_info() -> ExcInfo | None:
+    """The exception ending the span whose processors are running (``on_end``), if any."""
+    return _ENDING_EXC_INFO.get()
+
+
+def end_with_exception(span: trace.Span, exc_info: ExcInfo) -> None:
+    """End ``span`` while :func:`ending_exc_info` returns ``exc_info`` to its processors."""
+    token = _ENDING_EXC_INFO.set(exc_info)
+    try:
+        span.end()
+    finally:
+        _ENDING_EXC_INFO.reset(token)
+
+
+def wrap_in_current_context(func: Callable[..., _T]) -> Callable[..., _T]:
+    """Return ``func`` bound to a copy of the caller's context (trace context included).
+
+    Use it for work handed to another greenlet or thread so that spans it starts join the
+    caller's trace.
+    """
+    ctx = contextvars.copy_context()
+
+    def run(*args: Any, **kwargs: Any) -> _T:
+        return ctx.run(func, *args, **kwargs)
+
+    return run
+
+
+def current_context() -> Context:
+    """The current OpenTelemetry context."""
+    from opentelemetry.context import get_current
+
+    return get_current()
