@@ -18,13 +18,12 @@ All exceptions raised by the pool derive from
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import queue
 import socket
 import time
-from collections.abc import Iterator
+from types import TracebackType
 from typing import Any, NamedTuple
 
 from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
@@ -220,8 +219,7 @@ class ThriftConnectionPool:
     def _release(self, connection: _Connection | None) -> None:
         self.pool.put(connection)
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[TProtocolBase]:
+    def connection(self) -> _PooledConnection:
         """Acquire a connection from the pool.
 
         This method is to be used as a context manager. It yields a protocol connected to
@@ -232,18 +230,40 @@ class ThriftConnectionPool:
         via an unexpected exception (anything but an exception declared in the service's IDL),
         the connection is closed instead because the state of the connection is unknown.
         """
-        connection = self._acquire()
-        try:
-            yield connection.protocol
-        except BaseException as exc:
-            if not _is_response_exception(exc):
-                connection.protocol.trans.close()
-                self._release(None)
-            else:
-                self._release(connection)
-            raise
+        return _PooledConnection(self)
+
+
+class _PooledConnection:
+    """The context manager returned by :meth:`ThriftConnectionPool.connection`."""
+
+    # A class rather than a generator-based context manager: contextlib assigns
+    # __traceback__ on the exception it re-raises, which the immutable exception classes
+    # that the Thrift compiler generates refuse with a TypeError.
+
+    def __init__(self, pool: ThriftConnectionPool) -> None:
+        self._pool = pool
+        self._connection: _Connection | None = None
+
+    def __enter__(self) -> TProtocolBase:
+        if self._connection is not None:
+            raise RuntimeError("this pooled connection is already in use")
+        self._connection = self._pool._acquire()
+        return self._connection.protocol
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if exc_value is not None and not _is_response_exception(exc_value):
+            connection.protocol.trans.close()
+            self._pool._release(None)
         else:
-            self._release(connection)
+            self._pool._release(connection)
 
 
 def thrift_pool_from_config(
