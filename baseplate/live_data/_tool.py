@@ -44,11 +44,20 @@ def connect(
 
     secrets = None
     if raw_config.get("zookeeper.credentials", "").strip():
-        from baseplate.secrets import secrets_store_from_config
+        from baseplate.secrets import (
+            CorruptSecretError,
+            SecretNotFoundError,
+            SecretsNotAvailableError,
+            secrets_store_from_config,
+        )
 
-        secrets = secrets_store_from_config(raw_config, timeout=connect_timeout)
-
-    zookeeper = zookeeper_client_from_config(secrets, raw_config, read_only=read_only)
+        try:
+            secrets = secrets_store_from_config(raw_config, timeout=connect_timeout)
+            zookeeper = zookeeper_client_from_config(secrets, raw_config, read_only=read_only)
+        except (CorruptSecretError, SecretNotFoundError, SecretsNotAvailableError) as exc:
+            raise LiveDataToolError(f"could not read zookeeper.credentials: {exc}")
+    else:
+        zookeeper = zookeeper_client_from_config(None, raw_config, read_only=read_only)
     try:
         zookeeper.start(timeout=connect_timeout)
     except zookeeper.handler.timeout_exception:
