@@ -1,0 +1,288 @@
+"""Trace propagation: baseplate HTTP/Thrift headers, B3 and W3C, exact bytes and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from baseplate.core import Baseplate, RequestContext, TraceInfo, trace_info_from_context
+from otel_bridge.propagation import (
+    UPSTREAM_PARENT_KEY,
+    B3MultiPropagator,
+    B3SinglePropagator,
+    BaseplateHTTPPropagator,
+    BaseplateThriftPropagator,
+    case_insensitive_getter,
+    make_propagator,
+    thrift_getter,
+    thrift_setter,
+    wsgi_getter,
+)
+from otel_bridge.semconv import flags_of
+
+HTTP = BaseplateHTTPPropagator()
+THRIFT = BaseplateThriftPropagator()
+
+
+def extracted(ctx: Context) -> SpanContext:
+    return trace.get_current_span(ctx).get_span_context()
+
+
+def headers_for(**values: str) -> dict[str, str]:
+    return {key.replace("_", "-"): value for key, value in values.items()}
+
+
+LEGACY = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66", "X-Sampled": "1"}
+
+
+def test_baseplate_http_extract() -> None:
+    ctx = HTTP.extract(LEGACY, getter=case_insensitive_getter)
+    span_context = extracted(ctx)
+    assert (span_context.trace_id, span_context.span_id) == (1234, 66)
+    assert span_context.is_remote and span_context.trace_flags.sampled
+    assert ctx.get(UPSTREAM_PARENT_KEY) == 55
+    assert trace_info_from_context(ctx) == TraceInfo(1234, 55, 66, True, None)
+
+
+def test_header_names_are_case_insensitive() -> None:
+    headers = {k.lower(): v for k, v in LEGACY.items()}
+    assert extracted(HTTP.extract(headers, getter=case_insensitive_getter)).span_id == 66
+    environ = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in LEGACY.items()}
+    assert extracted(HTTP.extract(environ, getter=wsgi_getter)).span_id == 66
+
+
+def test_b3_decimal_aliases_and_conflicts() -> None:
+    aliases = {
+        "X-B3-TraceId": "1234",
+        "X-B3-ParentSpanId": "55",
+        "X-B3-SpanId": "66",
+        "X-B3-Sampled": "1",
+    }
+    assert trace_info_from_context(HTTP.extract(aliases, getter=case_insensitive_getter)) == (
+        TraceInfo(1234, 55, 66, True, None)
+    )
+    agreeing = {**LEGACY, **aliases}
+    assert extracted(HTTP.extract(agreeing, getter=case_insensitive_getter)).span_id == 66
+    conflicting = {**LEGACY, "X-B3-SpanId": "67"}
+    assert not extracted(HTTP.extract(conflicting, getter=case_insensitive_getter)).is_valid
+
+
+def test_flags_and_unsampled() -> None:
+    ctx = HTTP.extract({**LEGACY, "X-Sampled": "0", "X-Flags": "1"}, getter=case_insensitive_getter)
+    span_context = extracted(ctx)
+    assert flags_of(span_context) == 1
+    assert span_context.trace_flags.sampled  # debug forces sampling
+    info = trace_info_from_context(HTTP.extract({**LEGACY, "X-Sampled": "0"}))
+    assert info is not None and info.sampled is False
+    missing = trace_info_from_context(
+        HTTP.extract({k: v for k, v in LEGACY.items() if k != "X-Sampled"})
+    )
+    assert missing is not None and missing.sampled is False
+
+
+def _context_for(
+    trace_id: int, span_id: int, parent_id: int | None, sampled: bool, flags: int = 0
+) -> Context:
+    """An OTel context whose current span looks like an SDK span with a parent."""
+
+    class WithParent(NonRecordingSpan):
+        parent = (
+            SpanContext(trace_id, parent_id, is_remote=False) if parent_id else None
+        )
+
+    state = TraceState([("baseplate", str(flags))]) if flags else TraceState()
+    span_context = SpanContext(
+        trace_id,
+        span_id,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0),
+        trace_state=state,
+    )
+    return trace.set_span_in_context(WithParent(span_context))
+
+
+def test_http_inject_exact_headers() -> None:
+    carrier: dict[str, str] = {}
+    HTTP.inject(carrier, context=_context_for(1234, 66, 55, True))
+    assert carrier == {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66", "X-Sampled": "1"}
+    carrier = {}
+    HTTP.inject(carrier, context=_context_for(2**64 - 1, 2**63, None, False, flags=1))
+    assert carrier == {
+        "X-Trace": "18446744073709551615",
+        "X-Parent": "0",
+        "X-Span": "9223372036854775808",
+        "X-Sampled": "0",
+        "X-Flags": "1",
+    }
+
+
+def test_thrift_inject_and_extract_bytes() -> None:
+    carrier: dict[bytes, bytes] = {}
+    THRIFT.inject(carrier, context=_context_for(99, 7, 3, False), setter=thrift_setter)
+    assert carrier == {b"Trace": b"99", b"Parent": b"3", b"Span": b"7", b"Sampled": b"0"}
+    ctx = THRIFT.extract(carrier, getter=thrift_getter)
+    assert trace_info_from_context(ctx) == TraceInfo(99, 3, 7, False, None)
+
+
+def test_b3_multi_keeps_debug_and_64_bit_width() -> None:
+    carrier: dict[str, str] = {}
+    B3MultiPropagator().inject(carrier, context=_context_for(0xABC, 0x10, 0x5, True, flags=1))
+    assert carrier == {
+        "X-B3-TraceId": "0000000000000abc",
+        "X-B3-SpanId": "0000000000000010",
+        "X-B3-ParentSpanId": "0000000000000005",
+        "X-B3-Flags": "1",
+    }
+    ctx = B3MultiPropagator().extract(carrier, getter=case_insensitive_getter)
+    span_context = extracted(ctx)
+    assert (span_context.trace_id, span_context.span_id) == (0xABC, 0x10)
+    assert flags_of(span_context) == 1 and span_context.trace_flags.sampled
+
+
+def test_b3_single_round_trip() -> None:
+    carrier: dict[str, str] = {}
+    B3SinglePropagator().inject(carrier, context=_context_for(2**100, 0x10, 0x5, True))
+    assert carrier == {"b3": f"{2**100:032x}-0000000000000010-1-0000000000000005"}
+    span_context = extracted(B3SinglePropagator().extract(carrier))
+    assert span_context.trace_id == 2**100 and span_context.trace_flags.sampled
+    debug = extracted(B3SinglePropagator().extract({"b3": "0000000000000abc-0000000000000010-d"}))
+    assert flags_of(debug) == 1
+
+
+def test_hex_b3_headers_are_not_read_as_decimal_aliases() -> None:
+    composite = make_propagator(["baseplate", "b3multi"])
+    headers = {"X-B3-TraceId": "463ac35c9f6413ad", "X-B3-SpanId": "a2fb4a1d1a96d312",
+               "X-B3-Sampled": "1"}
+    span_context = extracted(composite.extract(headers, getter=case_insensitive_getter))
+    assert span_context.trace_id == 0x463AC35C9F6413AD
+    assert span_context.span_id == 0xA2FB4A1D1A96D312
+
+
+def test_w3c_wins_when_formats_disagree() -> None:
+    composite = make_propagator(["baseplate", "tracecontext"])
+    w3c = {"traceparent": "00-0000000000000000000000000000abcd-00000000000000ef-01"}
+    ctx = composite.extract({**LEGACY, **w3c}, getter=case_insensitive_getter)
+    assert extracted(ctx).trace_id == 0xABCD
+    info = trace_info_from_context(ctx)
+    assert info is not None and info.parent_id == 0xEF and info.span_id != 0xEF
+
+
+def test_agreeing_w3c_and_baseplate_keep_shared_span() -> None:
+    composite = make_propagator(["baseplate", "tracecontext"])
+    w3c = {"traceparent": f"00-{1234:032x}-{66:016x}-01"}
+    ctx = composite.extract({**LEGACY, **w3c}, getter=case_insensitive_getter)
+    assert trace_info_from_context(ctx) == TraceInfo(1234, 55, 66, True, None)
+
+
+def test_composite_injects_every_format() -> None:
+    composite = make_propagator(["baseplate", "tracecontext", "b3multi", "b3"])
+    carrier: dict[str, str] = {}
+    composite.inject(carrier, context=_context_for(1234, 66, 55, True))
+    assert carrier["X-Trace"] == "1234"
+    assert carrier["traceparent"] == f"00-{1234:032x}-{66:016x}-01"
+    assert carrier["X-B3-SpanId"] == f"{66:016x}"
+    assert carrier["b3"].startswith(f"{1234:016x}-{66:016x}-1")
+
+
+def test_round_trip_through_two_services(provider: Any, exporter: Any) -> None:
+    """Service A's client span headers become service B's server span (shared span)."""
+    baseplate = Baseplate(tracer_provider=provider)
+    server = baseplate.make_server_span(
+        RequestContext(), "a", TraceInfo.from_upstream(500, 400, 501, True, None)
+    )
+    with server:
+        child = server.make_child("b.call")
+        with child:
+            carrier: dict[str, str] = {}
+            make_propagator(["baseplate", "tracecontext"]).inject(carrier)
+    assert carrier["X-Span"] == str(child.id) and carrier["X-Parent"] == str(server.id)
+    info = trace_info_from_context(
+        make_propagator(["baseplate", "tracecontext"]).extract(carrier)
+    )
+    assert info == TraceInfo(500, server.id, child.id, True, None)
+
+
+BAD_VALUES = ["", "abc", "-1", "1.5", " ", "0x10", str(2**64), "9" * 50, "１２", "1e5"]
+
+
+@pytest.mark.parametrize("field", ["X-Trace", "X-Parent", "X-Span"])
+@pytest.mark.parametrize("value", [*BAD_VALUES, None])
+def test_bad_baseplate_headers_start_a_new_trace(field: str, value: str | None) -> None:
+    headers = dict(LEGACY)
+    if value is None:
+        del headers[field]
+    else:
+        headers[field] = value
+    if field == "X-Trace" and value == str(2**64):
+        return  # a 128-bit trace id is valid
+    ctx = HTTP.extract(headers, getter=case_insensitive_getter)
+    assert not extracted(ctx).is_valid
+    assert trace_info_from_context(ctx) is None
+
+
+def test_garbage_thrift_headers() -> None:
+    carrier = {b"Trace": b"\xff\xfe", b"Parent": b"1", b"Span": b"2", b"Sampled": b"\x00"}
+    assert not extracted(THRIFT.extract(carrier, getter=thrift_getter)).is_valid
+
+
+text_values = st.one_of(st.none(), st.text(max_size=60), st.integers().map(str))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["X-Trace", "X-Parent", "X-Span", "X-Sampled", "X-Flags", "X-B3-TraceId",
+             "X-B3-SpanId", "X-B3-ParentSpanId", "X-B3-Sampled", "X-B3-Flags", "b3",
+             "traceparent", "tracestate", "x-trace"]
+        ),
+        st.text(max_size=80),
+    )
+)
+def test_extract_never_raises(headers: dict[str, str]) -> None:
+    composite = make_propagator(["baseplate", "tracecontext", "b3multi", "b3"])
+    ctx = composite.extract(headers, getter=case_insensitive_getter)
+    span_context = extracted(ctx)
+    info = trace_info_from_context(ctx)
+    if span_context.is_valid:
+        assert info is not None
+        TraceInfo.from_upstream(info.trace_id, info.parent_id, info.span_id, info.sampled,
+                                info.flags)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 2**128 - 1), st.integers(0, 2**64 - 1), st.integers(1, 2**64 - 1),
+    st.booleans(), st.integers(0, 2**64 - 1),
+)
+def test_http_round_trip_property(
+    trace_id: int, parent_id: int, span_id: int, sampled: bool, flags: int
+) -> None:
+    carrier: dict[str, str] = {}
+    HTTP.inject(carrier, context=_context_for(trace_id, span_id, parent_id or None, sampled, flags))
+    info = trace_info_from_context(HTTP.extract(carrier))
+    assert info is not None
+    assert (info.trace_id, info.parent_id, info.span_id) == (trace_id, parent_id, span_id)
+    assert info.sampled is (sampled or bool(flags & 1))
+    assert info.flags == (flags or None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(max_size=12), st.binary(max_size=40)))
+def test_thrift_extract_never_raises(headers: dict[bytes, bytes]) -> None:
+    THRIFT.extract(headers, getter=thrift_getter)
+
+
+def test_w3c_alone_is_continued() -> None:
+    ctx = TraceContextTextMapPropagator().extract(
+        {"traceparent": f"00-{7:032x}-{8:016x}-00"}
+    )
+    info = trace_info_from_context(ctx)
+    assert info is not None and (info.trace_id, info.parent_id, info.sampled) == (7, 8, False)
