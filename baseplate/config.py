@@ -207,14 +207,14 @@ def File(mode: str = "r") -> Callable[[str], IO[Any]]:
 
 
 _TIMESPAN_UNITS = ("millisecond", "second", "minute", "hour", "day")
-_TIMESPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$", re.IGNORECASE)
+_TIMESPAN_RE = re.compile(r"^\s*(\d+)\s*([a-z]+?)s?\s*$", re.IGNORECASE)
 
 
 def Timespan(text: str) -> datetime.timedelta:
     """A span of time.
 
-    This takes a string of the form "1 second" or "3 days" and returns a
-    :class:`datetime.timedelta` representing that span of time.
+    This takes a string of the form "1 second" or "3 days" (a whole number and a
+    unit) and returns a :class:`datetime.timedelta` representing that span of time.
 
     Units supported are: milliseconds, seconds, minutes, hours, days (singular or
     plural).
@@ -226,7 +226,7 @@ def Timespan(text: str) -> datetime.timedelta:
     if unit.lower() not in _TIMESPAN_UNITS:
         units = ", ".join(f"{name}s" for name in _TIMESPAN_UNITS)
         raise ValueError(f"invalid timespan {text!r}: unknown unit, expected one of {units}")
-    return datetime.timedelta(**{f"{unit.lower()}s": float(count)})
+    return datetime.timedelta(**{f"{unit.lower()}s": int(count)})
 
 
 def Percent(text: str) -> float:
@@ -336,6 +336,14 @@ def Fallback(T1: Callable[[str], Any], T2: Callable[[str], Any]) -> Callable[[st
     return fallback
 
 
+class SpecError(AssertionError, TypeError):
+    """Raised when a spec itself is malformed (a programming error, not bad configuration).
+
+    It is an :exc:`AssertionError`, as in earlier baseplate releases, and a
+    :exc:`TypeError`.
+    """
+
+
 class ConfigNamespace(dict[str, Any]):
     """The parsed configuration: a dict whose items are also attributes.
 
@@ -370,7 +378,7 @@ class Parser:
             return SpecParser(spec)
         if callable(spec):
             return CallableParser(spec)
-        raise TypeError(f"invalid configuration spec: {spec!r}")
+        raise SpecError(f"invalid configuration spec: {spec!r}")
 
     def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
         """Parse and return the value(s) found at ``key_path`` in ``raw_config``."""
@@ -387,7 +395,7 @@ class SpecParser(Parser):
     def __init__(self, spec: Mapping[str, Any]) -> None:
         for key in spec:
             if not isinstance(key, str) or not key or "." in key:
-                raise TypeError(f"invalid key in configuration spec: {key!r} (nest dicts instead)")
+                raise SpecError(f"invalid key in configuration spec: {key!r} (nest dicts instead)")
         self.parsers = {key: Parser.from_spec(value) for key, value in spec.items()}
 
     def parse(self, key_path: str, raw_config: Mapping[str, str]) -> ConfigNamespace:
@@ -473,6 +481,7 @@ __all__ = [
     "Optional",
     "Parser",
     "Percent",
+    "SpecError",
     "String",
     "Timespan",
     "TupleOf",

@@ -166,10 +166,12 @@ def test_namespace_attribute_access() -> None:
 
 
 def test_invalid_spec_rejected() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(config.SpecError, match="'a.b'"):
         config.parse_config({}, {"a.b": config.String})
-    with pytest.raises(TypeError):
+    with pytest.raises(AssertionError):
         config.parse_config({}, {"a": 5})
+    with pytest.raises(TypeError):
+        config.parse_config({}, {"a": {"b": 5}})
 
 
 def test_string() -> None:
@@ -263,7 +265,9 @@ def test_timespan(text: str, expected: datetime.timedelta) -> None:
     assert config.Timespan(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "3", "seconds", "3 fortnights", "three seconds", "-1 days"])
+@pytest.mark.parametrize(
+    "text", ["", "3", "seconds", "3 fortnights", "three seconds", "-1 days", "3.2 hours", "a b c"]
+)
 def test_timespan_invalid(text: str) -> None:
     with pytest.raises(ValueError, match="invalid timespan"):
         config.Timespan(text)
