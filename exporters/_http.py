@@ -1,0 +1,73 @@
+"""A small HTTP client for posting JSON batches to collectors.
+
+Uses only the standard library (so it follows gevent's socket patching), keeps one
+connection alive between posts and applies a timeout to connecting, sending and reading.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+
+
+class JsonPoster:
+    """POST JSON bodies to one URL over a reused connection.
+
+    :param url: ``http://`` or ``https://`` URL to post to.
+    :param timeout: Seconds allowed for each socket operation of a post.
+    :param user_agent: ``User-Agent`` header value.
+    """
+
+    def __init__(self, url: str, timeout: float, user_agent: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = url
+        self.timeout = timeout
+        self._https = parsed.scheme == "https"
+        self._host = parsed.hostname
+        self._port = parsed.port
+        self._path = parsed.path or "/"
+        if parsed.query:
+            self._path += "?" + parsed.query
+        self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        self._connection: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def post(self, body: bytes) -> int:
+        """Send ``body`` and return the response status.
+
+        Raises :class:`OSError` (including timeouts) or :class:`http.client.HTTPException`
+        when the collector cannot be reached or does not answer in time.
+        """
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                connection = self._connect()
+            try:
+                connection.request("POST", self._path, body=body, headers=self._headers)
+                response = connection.getresponse()
+                response.read()
+            except BaseException:
+                connection.close()
+                self._connection = None
+                raise
+            if response.will_close:
+                connection.close()
+                self._connection = None
+            else:
+                self._connection = connection
+            return response.status
+
+    def close(self) -> None:
+        """Close the kept-alive connection, if any."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)

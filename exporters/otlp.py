@@ -1,0 +1,163 @@
+"""OTLP over HTTP/protobuf to a collector, the exporter for OTel-native backends.
+
+This is the only module importing ``opentelemetry-exporter-otlp-proto-http`` (the ``otlp``
+extra). :func:`make_otlp_exporter` builds an exporter that
+
+* posts to ``<endpoint>/v1/traces`` when the endpoint has no path (a URL with a path is used
+  as given), with a timeout bounding each export including its retries;
+* names the service from ``tracing.service_name`` when the tracer provider's resource does
+  not name one (``unknown_service...``);
+* never raises into the batch processor, and counts the spans it could not deliver.
+
+Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``
+unless given.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Mapping, Sequence
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from exporters._ratelimit import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+#: Where spans go when no endpoint is configured (a local collector's OTLP/HTTP port).
+DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
+#: Path of the OTLP/HTTP traces API, appended to endpoints given without a path.
+OTLP_TRACES_PATH = "/v1/traces"
+#: Default seconds an export (with its retries) may take.
+DEFAULT_TIMEOUT = 5.0
+
+
+def otlp_traces_url(endpoint: str) -> str:
+    """Return the URL spans are posted to for a configured OTLP endpoint.
+
+    ``host:port`` and URLs without a path get ``/v1/traces`` appended; a URL with a path is
+    used as given.
+    """
+    endpoint = endpoint.strip()
+    if not endpoint:
+        raise ValueError("empty OTLP endpoint")
+    if "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    parsed = urllib.parse.urlsplit(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not an OTLP/HTTP endpoint: {endpoint!r}")
+    _ = parsed.port  # raises ValueError for a malformed port
+    if parsed.path in ("", "/"):
+        return urllib.parse.urlunsplit(parsed._replace(path=OTLP_TRACES_PATH))
+    return endpoint
+
+
+def _names_no_service(resource: Resource | None) -> bool:
+    if resource is None:
+        return True
+    name = resource.attributes.get(SERVICE_NAME)
+    return not name or str(name).startswith("unknown_service")
+
+
+def _with_resource(span: ReadableSpan, resource: Resource) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=resource,
+        attributes=span.attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class OTLPExporter(SpanExporter):
+    """Send spans to an OTLP/HTTP collector; see :func:`make_otlp_exporter`."""
+
+    def __init__(self, inner: SpanExporter, url: str, service_name: str | None) -> None:
+        self.inner = inner
+        self.url = url
+        self.service_name = service_name
+        #: Spans the collector did not take.
+        self.dropped_spans = 0
+        #: Spans the collector accepted.
+        self.sent_spans = 0
+        self._resources: dict[int, Resource] = {}
+        self._log = RateLimitedLog(logger)
+
+    def _named(self, spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+        if not self.service_name:
+            return spans
+        named: list[ReadableSpan] = []
+        for span in spans:
+            if not _names_no_service(span.resource):
+                named.append(span)
+                continue
+            key = id(span.resource)
+            resource = self._resources.get(key)
+            if resource is None:
+                base = span.resource if span.resource is not None else Resource.get_empty()
+                resource = base.merge(Resource({SERVICE_NAME: self.service_name}))
+                if len(self._resources) < 16:
+                    self._resources[key] = resource
+            named.append(_with_resource(span, resource))
+        return named
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send the spans; FAILURE (never an exception) if the collector does not take them."""
+        try:
+            result = self.inner.export(self._named(spans))
+        except Exception as exc:
+            self._log.error("could not send %d spans to %s: %r", len(spans), self.url, exc)
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self.sent_spans += len(spans)
+        else:
+            self.dropped_spans += len(spans)
+        return result
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Delegate to the OTLP exporter."""
+        try:
+            return self.inner.force_flush(timeout_millis)
+        except Exception:
+            return False
+
+    def shutdown(self) -> None:
+        """Shut the OTLP exporter down."""
+        try:
+            self.inner.shutdown()
+        except Exception:
+            logger.exception("OTLP exporter failed to shut down")
+
+
+def make_otlp_exporter(
+    endpoint: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+    service_name: str | None = None,
+) -> OTLPExporter:
+    """Build an OTLP/HTTP (protobuf) span exporter.
+
+    :param endpoint: Collector URL or ``host:port``; :data:`DEFAULT_OTLP_TRACES_ENDPOINT`
+        when None.
+    :param timeout: Seconds one export, retries included, may take.
+    :param headers: Extra request headers; the ``OTEL_EXPORTER_OTLP_*HEADERS`` variables
+        apply when None.
+    :param service_name: ``service.name`` for spans whose resource names none.
+    """
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    url = otlp_traces_url(endpoint or DEFAULT_OTLP_TRACES_ENDPOINT)
+    inner = OTLPSpanExporter(
+        endpoint=url, timeout=timeout, headers=dict(headers) if headers is not None else None
+    )
+    return OTLPExporter(inner, url, service_name)

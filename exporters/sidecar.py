@@ -1,0 +1,276 @@
+"""Span exporter for the legacy trace publisher sidecar: Zipkin v1 JSON on a POSIX queue.
+
+Each sampled span becomes one message on the POSIX message queue ``/traces-<queue_name>``;
+the publisher sidecar (``python -m baseplate.diagnostics.tracing.publisher``) batches those
+messages and posts them to Zipkin. The message is the Zipkin v1 JSON object existing
+baseplate services write: integer ids (``parentId`` 0 for a root), microsecond ``timestamp``
+and ``duration``, ``sr``/``ss`` (server) or ``cs``/``cr`` (client) annotations, and
+``binaryAnnotations`` for tags, ``lc`` (a local span's component) and ``error``.
+
+Writing never blocks and never fails the request: a full queue or a span larger than a
+message is dropped, logged (rate-limited) and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from exporters._ratelimit import RateLimitedLog
+from exporters.zipkin import (
+    TAG_ERROR,
+    TAG_LOCAL_COMPONENT,
+    duration_microseconds,
+    event_annotation_value,
+    local_ipv4,
+    microseconds,
+    span_tags,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Most bytes in one span message (the publisher creates the queue with this size).
+MAX_SPAN_SIZE = 102400
+#: Most messages the trace queue holds.
+MAX_QUEUE_SIZE = 10000
+#: Prefix of the trace queue's name; the queue is ``/traces-<queue_name>``.
+QUEUE_NAME_PREFIX = "/traces-"
+
+#: Endpoint address used when the host name does not resolve.
+UNRESOLVED_IPV4 = "127.0.0.1"
+
+_SERVER_ANNOTATIONS = ("sr", "ss")
+_CLIENT_ANNOTATIONS = ("cs", "cr")
+_ANNOTATIONS_BY_KIND = {
+    SpanKind.SERVER: _SERVER_ANNOTATIONS,
+    SpanKind.CONSUMER: _SERVER_ANNOTATIONS,
+    SpanKind.CLIENT: _CLIENT_ANNOTATIONS,
+    SpanKind.PRODUCER: _CLIENT_ANNOTATIONS,
+}
+
+
+def trace_queue_path(queue_name: str) -> str:
+    """Return the POSIX queue name for a ``tracing.queue_name`` (``/traces-<name>``)."""
+    if not queue_name or "/" in queue_name:
+        raise ValueError(f"invalid trace queue name: {queue_name!r}")
+    return QUEUE_NAME_PREFIX + queue_name
+
+
+def _kernel_limit(name: str, default: int) -> int:
+    try:
+        with open(f"/proc/sys/fs/mqueue/{name}") as limit_file:
+            return int(limit_file.read().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def open_trace_queue(
+    queue_name: str, max_messages: int = MAX_QUEUE_SIZE, max_message_size: int = MAX_SPAN_SIZE
+) -> Any:
+    """Open (creating if needed) the trace queue for ``queue_name``; return a posix_ipc queue.
+
+    An existing queue keeps the sizes it was created with. When the kernel refuses the
+    requested sizes (``fs.mqueue.msg_max`` / ``msgsize_max`` too low for an unprivileged
+    process), the queue is created with the largest sizes it allows and a warning is logged.
+    """
+    import posix_ipc
+
+    path = trace_queue_path(queue_name)
+    try:
+        return posix_ipc.MessageQueue(
+            path, posix_ipc.O_CREAT, max_messages=max_messages, max_message_size=max_message_size
+        )
+    except (ValueError, OSError, posix_ipc.Error) as exc:
+        allowed_messages = min(max_messages, _kernel_limit("msg_max", 10))
+        allowed_size = min(max_message_size, _kernel_limit("msgsize_max", 8192))
+        logger.warning(
+            "could not create %s with %d messages of %d bytes (%s); using the kernel limits "
+            "%d x %d (raise fs.mqueue.msg_max and fs.mqueue.msgsize_max)",
+            path,
+            max_messages,
+            max_message_size,
+            exc,
+            allowed_messages,
+            allowed_size,
+        )
+        return posix_ipc.MessageQueue(
+            path,
+            posix_ipc.O_CREAT,
+            max_messages=allowed_messages,
+            max_message_size=allowed_size,
+        )
+
+
+def _binary_value(value: Any) -> bool | str:
+    # The legacy format allows only booleans and strings.
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def encode_v1_span(span: ReadableSpan, endpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the Zipkin v1 JSON object the trace publisher sidecar expects for one span."""
+    context = span.context
+    assert context is not None
+    start = microseconds(span.start_time)
+    duration = duration_microseconds(span)
+    end = start + duration
+
+    annotations: list[dict[str, Any]] = []
+    pair = _ANNOTATIONS_BY_KIND.get(span.kind)
+    if pair is not None:
+        annotations.append({"endpoint": dict(endpoint), "timestamp": start, "value": pair[0]})
+        annotations.append({"endpoint": dict(endpoint), "timestamp": end, "value": pair[1]})
+    for event in span.events:
+        annotations.append(
+            {
+                "endpoint": dict(endpoint),
+                "timestamp": microseconds(event.timestamp),
+                "value": event_annotation_value(event),
+            }
+        )
+
+    tags = span_tags(span)
+    binary_annotations: list[dict[str, Any]] = []
+    if span.kind is SpanKind.INTERNAL:
+        component = tags.pop(TAG_LOCAL_COMPONENT, None)
+        if component is None:
+            scope = span.instrumentation_scope
+            component = scope.name if scope is not None else ""
+        binary_annotations.append(
+            {
+                "key": TAG_LOCAL_COMPONENT,
+                "value": _binary_value(component),
+                "endpoint": dict(endpoint),
+            }
+        )
+    for key, value in tags.items():
+        if key == TAG_ERROR:
+            # Legacy consumers look for the boolean, as baseplate wrote it.
+            value = True
+        binary_annotations.append(
+            {"key": key, "value": _binary_value(value), "endpoint": dict(endpoint)}
+        )
+
+    return {
+        "traceId": context.trace_id,
+        "name": span.name,
+        "id": context.span_id,
+        "timestamp": start,
+        "duration": duration,
+        "annotations": annotations,
+        "binaryAnnotations": binary_annotations,
+        "parentId": span.parent.span_id if span.parent is not None else 0,
+    }
+
+
+class SidecarExporter(SpanExporter):
+    """Write each span as one Zipkin v1 JSON message on the trace queue.
+
+    :param service_name: ``endpoint.serviceName`` of every annotation (``tracing.service_name``).
+    :param queue_name: ``tracing.queue_name``; spans go to ``/traces-<queue_name>``.
+    :param max_messages: Queue length used if this exporter creates the queue.
+    :param max_message_size: Message size used if this exporter creates the queue; spans
+        whose JSON is larger are dropped.
+    :param ipv4: ``endpoint.ipv4``; resolved from the host name when not given.
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        queue_name: str,
+        max_messages: int = MAX_QUEUE_SIZE,
+        max_message_size: int = MAX_SPAN_SIZE,
+        ipv4: str | None = None,
+    ) -> None:
+        import posix_ipc
+
+        self.service_name = service_name
+        self.queue_name = queue_name
+        self.queue = open_trace_queue(queue_name, max_messages, max_message_size)
+        self.max_span_size = min(max_message_size, int(self.queue.max_message_size))
+        self.endpoint = {
+            "serviceName": service_name,
+            "ipv4": ipv4 or local_ipv4() or UNRESOLVED_IPV4,
+        }
+        #: Spans dropped because the queue was full.
+        self.queue_full_spans = 0
+        #: Spans dropped because their JSON was larger than a message.
+        self.oversize_spans = 0
+        #: Spans written to the queue.
+        self.sent_spans = 0
+        self._busy_error = posix_ipc.BusyError
+        self._log = RateLimitedLog(logger)
+        self._closed = False
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans not written, for any reason."""
+        return self.queue_full_spans + self.oversize_spans
+
+    def encode(self, span: ReadableSpan) -> bytes:
+        """Return the queue message for one span."""
+        return json.dumps(encode_v1_span(span, self.endpoint)).encode("utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Put one message per span on the queue without blocking; FAILURE if any was dropped."""
+        if self._closed:
+            self.queue_full_spans += len(spans)
+            return SpanExportResult.FAILURE
+        dropped = 0
+        for span in spans:
+            try:
+                message = self.encode(span)
+            except Exception as exc:
+                self.oversize_spans += 1
+                dropped += 1
+                self._log.error("could not encode span %r: %r", span.name, exc)
+                continue
+            if len(message) > self.max_span_size:
+                self.oversize_spans += 1
+                dropped += 1
+                self._log.error(
+                    "span %r is %d bytes; messages on %s are limited to %d bytes. This can be "
+                    "caused by too many or too large tags.",
+                    span.name,
+                    len(message),
+                    self.queue.name,
+                    self.max_span_size,
+                )
+                continue
+            try:
+                self.queue.send(message, timeout=0)
+            except self._busy_error:
+                self.queue_full_spans += 1
+                dropped += 1
+                self._log.error(
+                    "trace queue %s is full; is the trace publisher running?", self.queue.name
+                )
+            except (ValueError, OSError) as exc:
+                self.oversize_spans += 1
+                dropped += 1
+                self._log.error("could not write span to %s: %r", self.queue.name, exc)
+            else:
+                self.sent_spans += 1
+        return SpanExportResult.FAILURE if dropped else SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Messages are written immediately; always True."""
+        return True
+
+    def shutdown(self) -> None:
+        """Close this process's handle on the queue (the queue itself stays for the sidecar)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.queue.close()
+            except Exception:
+                pass
