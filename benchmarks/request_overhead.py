@@ -1,0 +1,118 @@
+"""Per-request cost of baseplate spans against the raw OpenTelemetry SDK doing the same work.
+
+One "request" is a server span with 3 tags, 3 client child spans with 2 tags each and one
+local span. Both sides export through a batch processor to an exporter that discards spans.
+
+Run: ``.venv/bin/python benchmarks/request_overhead.py [--requests N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from baseplate.core import Baseplate, RequestContext
+
+
+class DiscardingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def make_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    return BatchSpanProcessor(exporter, max_queue_size=100_000, max_export_batch_size=512)
+
+
+def baseplate_request(baseplate: Baseplate) -> Callable[[], None]:
+    def request() -> None:
+        context = RequestContext()
+        server = baseplate.make_server_span(context, "endpoint")
+        with server:
+            server.set_tag("http.method", "GET")
+            server.set_tag("http.url", "/hello")
+            server.set_tag("peer.ipv4", "127.0.0.1")
+            for call in ("redis.GET", "db.execute", "thrift.call"):
+                with server.make_child(call) as child:
+                    child.set_tag("key", "value")
+                    child.set_tag("size", 3)
+            with server.make_child("render", local=True, component_name="templates"):
+                pass
+
+    return request
+
+
+def raw_request(provider: TracerProvider) -> Callable[[], None]:
+    tracer = provider.get_tracer("raw")
+
+    def request() -> None:
+        with tracer.start_as_current_span("endpoint", kind=SpanKind.SERVER) as server:
+            server.set_attribute("http.method", "GET")
+            server.set_attribute("http.url", "/hello")
+            server.set_attribute("peer.ipv4", "127.0.0.1")
+            for call in ("redis.GET", "db.execute", "thrift.call"):
+                with tracer.start_as_current_span(call, kind=SpanKind.CLIENT) as child:
+                    child.set_attribute("key", "value")
+                    child.set_attribute("size", 3)
+            with tracer.start_as_current_span(
+                "render", attributes={"component": "templates"}
+            ):
+                pass
+
+    return request
+
+
+def measure(request: Callable[[], None], requests: int, rounds: int) -> float:
+    """Median microseconds per request over several rounds."""
+    for _ in range(min(requests, 2000)):
+        request()
+    samples = []
+    for _ in range(rounds):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(requests):
+            request()
+        samples.append((time.perf_counter() - start) / requests * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    raw_provider = TracerProvider()
+    raw_provider.add_span_processor(make_processor(DiscardingExporter()))
+
+    bp_provider = TracerProvider()
+    bp_provider.add_span_processor(make_processor(DiscardingExporter()))
+    baseplate = Baseplate(tracer_provider=bp_provider)
+    baseplate.sampler.sample_rate = 1.0
+
+    # Interleave the two so that machine noise hits both alike.
+    raw_times, bp_times = [], []
+    for _ in range(3):
+        raw_times.append(measure(raw_request(raw_provider), args.requests, args.rounds))
+        bp_times.append(measure(baseplate_request(baseplate), args.requests, args.rounds))
+    raw_us, bp_us = min(raw_times), min(bp_times)
+    print(f"request overhead (tracing only, {args.requests} requests x {args.rounds} rounds)")
+    print(f"  raw OpenTelemetry SDK : {raw_us:8.1f} us/request")
+    print(f"  baseplate             : {bp_us:8.1f} us/request")
+    print(f"  ratio baseplate/raw   : {bp_us / raw_us:8.2f}x")
+    raw_provider.shutdown()
+    bp_provider.shutdown()
+
+
+if __name__ == "__main__":
+    main()
