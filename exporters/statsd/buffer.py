@@ -32,18 +32,19 @@ class MetricsBuffer:
         self.transport = transport
         self.max_buffered_bytes = max_buffered_bytes
         self._lines: list[bytes] = []
+        self._lines_size = 0
         self._counters: dict[tuple[bytes, float], float] = {}
-        self._size = 0
+        self._counters_size = 0
         self._lock = threading.Lock()
 
     def send(self, lines: Sequence[bytes]) -> None:
         """Buffer lines until the next flush."""
         with self._lock:
             self._lines.extend(lines)
-            self._size += sum(len(line) + 1 for line in lines)
-            full = self._size > self.max_buffered_bytes
+            self._lines_size += sum(len(line) + 1 for line in lines)
+            full = self._lines_size + self._counters_size > self.max_buffered_bytes
         if full:
-            self.flush()
+            self._send_early()
 
     def add_count(self, name: bytes, delta: float, sample_rate: float = 1.0) -> None:
         """Add ``delta`` to the counter ``name`` at ``sample_rate``."""
@@ -53,19 +54,29 @@ class MetricsBuffer:
             total = self._counters.get(key)
             if total is None:
                 self._counters[key] = delta
-                self._size += len(name) + _COUNTER_OVERHEAD
+                self._counters_size += len(name) + _COUNTER_OVERHEAD
             else:
                 self._counters[key] = total + delta
-            full = self._size > self.max_buffered_bytes
+            full = self._lines_size + self._counters_size > self.max_buffered_bytes
         if full:
-            self.flush()
+            self._send_early()
 
     def flush(self) -> None:
         """Send everything buffered and empty the buffer; never raises for a delivery problem."""
+        self._send(with_counters=True)
+
+    def _send_early(self) -> None:
+        # Counters stay aggregated until the real flush unless they alone fill the buffer.
         with self._lock:
-            lines, self._lines = self._lines, []
-            counters, self._counters = self._counters, {}
-            self._size = 0
+            with_counters = self._counters_size > self.max_buffered_bytes // 2
+        self._send(with_counters)
+
+    def _send(self, with_counters: bool) -> None:
+        counters: dict[tuple[bytes, float], float] = {}
+        with self._lock:
+            lines, self._lines, self._lines_size = self._lines, [], 0
+            if with_counters:
+                counters, self._counters, self._counters_size = self._counters, {}, 0
         lines.extend(counter_line(name, delta, rate) for (name, rate), delta in counters.items())
         if lines:
             self.transport.send(lines)
