@@ -519,9 +519,9 @@ class Baseplate:
 
     def configure_logging(self) -> None:
         """Add request context (the trace id) to the logging system."""
-        from baseplate.diagnostics import logging as diagnostics_logging
+        from baseplate.diagnostics.logging import install
 
-        diagnostics_logging.install(self)
+        install(self)
 
     def configure_metrics(self, metrics_client: Any) -> None:
         """Send timing metrics to the given :class:`baseplate.metrics.Client`.
@@ -529,22 +529,22 @@ class Baseplate:
         This also adds a :class:`baseplate.metrics.Batch` as the ``metrics`` attribute of the
         context object; it is flushed with the request's own metrics when the request ends.
         """
-        from baseplate.diagnostics import metrics as diagnostics_metrics
+        from baseplate.diagnostics.metrics import install
 
-        diagnostics_metrics.install(self, metrics_client)
+        install(self, metrics_client)
 
     def configure_tracing(self, tracing_client: Any, *args: Any, **kwargs: Any) -> None:
         """Collect and send span information for request tracing to the configured exporter."""
-        from baseplate.diagnostics import tracing as diagnostics_tracing
+        from baseplate.diagnostics.tracing import install
 
-        diagnostics_tracing.install(self, tracing_client, *args, **kwargs)
+        install(self, tracing_client, *args, **kwargs)
 
     def configure_error_reporting(self, client: Any) -> None:
         """Send reports for unexpected exceptions to the given client (``raven.Client`` or
         a configured ``sentry_sdk``); the client is the ``sentry`` attribute of the context."""
-        from baseplate.diagnostics import sentry as diagnostics_sentry
+        from baseplate.diagnostics.sentry import install
 
-        diagnostics_sentry.install(self, client)
+        install(self, client)
 
     def add_to_context(self, name: str, context_factory: ContextFactory) -> None:
         """Add an attribute to each request's context object.
