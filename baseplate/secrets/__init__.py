@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, NamedTuple
 
 from baseplate import config
+from baseplate.context import ContextFactory
 from baseplate.file_watcher import FileWatcher, WatchedFileNotAvailableError
 
 #: Where the fetcher daemon writes the secrets file unless configured otherwise.
@@ -140,7 +141,7 @@ def _parse_secrets_file(secrets_file: IO[str]) -> dict[str, Any]:
     return data
 
 
-class SecretsStore:
+class SecretsStore(ContextFactory):
     """Access to secret tokens with automatic refresh when changed.
 
     This local vault allows access to the secrets cached on disk by the fetcher daemon. It

@@ -72,6 +72,7 @@ import datetime
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -532,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     logger.info("Running the secret fetcher as a daemon.")
+    # Exit through SystemExit so that a write in progress removes its temporary file.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         fetcher.run_forever()
     except KeyboardInterrupt:

@@ -196,6 +196,41 @@ def test_approle_login_fetches_with_its_own_token(bao: Any, tmp_path: Path) -> N
     assert json.loads(output.read_text())["vault"]["token"] == token  # last good file kept
 
 
+def test_approle_token_is_renewed_before_it_expires(bao: Any, tmp_path: Path) -> None:
+    name = unique("short-token")
+    bao.put_kv2(name, SIMPLE)
+    policy = unique("policy")
+    bao.put_policy(policy, f'path "secret/data/{name}" {{ capabilities = ["read"] }}')
+    role_id, secret_id = bao.setup_approle(unique("role"), policy, token_ttl="4s")
+    secret_id_file = tmp_path / "secret-id"
+    secret_id_file.write_text(secret_id)
+    output = tmp_path / "secrets.json"
+    fetcher = SecretFetcher(
+        parse_fetcher_config(
+            {
+                **fetcher_config(bao, output, [f"secret/data/{name}"]),
+                "vault.auth_type": "approle",
+                "vault.role": role_id,
+                "vault.secret_id_file": str(secret_id_file),
+            }
+        )
+    )
+
+    delay = fetcher.fetch_once()
+    first_token = json.loads(output.read_text())["vault"]["token"]
+    # Half-way through the 4 s token lifetime, well before the 10 minute default refresh.
+    assert 1 < delay <= 2
+
+    assert fetcher.fetch_once() == pytest.approx(delay, abs=0.5)
+    assert json.loads(output.read_text())["vault"]["token"] == first_token
+
+    time.sleep(delay)
+    fetcher.fetch_once()
+    second_token = json.loads(output.read_text())["vault"]["token"]
+    assert second_token != first_token
+    assert bao.api("GET", "auth/token/lookup-self", token=second_token)["data"]["ttl"] > 2
+
+
 def test_approle_with_wrong_secret_id_fails(bao: Any, tmp_path: Path) -> None:
     role_id, _ = bao.setup_approle(unique("role"), "default")
     secret_id_file = tmp_path / "secret-id"

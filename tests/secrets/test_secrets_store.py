@@ -303,3 +303,17 @@ def test_versioned_round_trips(current: bytes, previous: bytes | None, nxt: byte
 def test_unknown_encodings_are_corrupt(encoding: str) -> None:
     with pytest.raises(CorruptSecretError, match="unknown encoding"):
         read_prop({"type": "simple", "value": "x", "encoding": encoding})
+
+
+def test_store_on_the_request_context(store: SecretsStore) -> None:
+    from baseplate.core import Baseplate
+
+    baseplate = Baseplate()
+    baseplate.add_to_context("secrets", store)
+    context = type("Context", (), {})()
+    span = baseplate.make_server_span(context, "request")
+    span.start()
+    try:
+        assert context.secrets.get_simple("secret/b64") == b"hello"
+    finally:
+        span.finish()
