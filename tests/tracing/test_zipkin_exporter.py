@@ -1,0 +1,236 @@
+"""The Zipkin v2 exporter against a local HTTP receiver, validated with the v2 JSON schema."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+
+import jsonschema
+import pytest
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from exporters.zipkin import ZipkinExporter, zipkin_spans_url
+from otel_bridge import semconv
+
+from .conftest import Receiver, SpanMaker
+
+
+def make_request_spans(spans: SpanMaker) -> None:
+    """A server span with a client child, a local child (with a log) and a vendor span."""
+    tracer = spans.tracer
+    spans.ids.trace_ids.append(0x1234)
+    spans.ids.span_ids.extend([0xA1, 0xB2, 0xC3, 0xD4])
+    with tracer.start_as_current_span("GET /things", kind=SpanKind.SERVER) as server:
+        server.set_attribute("http.method", "GET")
+        with tracer.start_as_current_span("redis.GET", kind=SpanKind.CLIENT) as client:
+            client.set_attribute("redis.key_count", 3)
+            client.set_attribute("cached", True)
+        with tracer.start_as_current_span(
+            "render", kind=SpanKind.INTERNAL, attributes={semconv.ATTR_COMPONENT: "templates"}
+        ) as local:
+            local.add_event("cache-miss", {semconv.ATTR_LOG_PAYLOAD: "key=abc"})
+        with spans.vendor_tracer().start_as_current_span("GET", kind=SpanKind.CLIENT) as vendor:
+            vendor.set_attribute("server.address", "10.1.2.3")
+            vendor.set_attribute("server.port", 8080)
+
+
+def test_request_spans_are_valid_zipkin_v2(
+    receiver: Receiver, spans: SpanMaker, zipkin_schema: dict
+) -> None:
+    make_request_spans(spans)
+    exporter = ZipkinExporter("my-service", receiver.address, local_ipv4="10.0.0.7")
+
+    assert exporter.export(spans.finished()) is SpanExportResult.SUCCESS
+
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    assert request.path == "/api/v2/spans"
+    assert request.headers["Content-Type"] == "application/json"
+    body = request.json()
+    jsonschema.validate(body, zipkin_schema)
+    by_name = {span["name"]: span for span in body}
+
+    server = by_name["GET /things"]
+    assert server["traceId"] == "0000000000001234"
+    assert server["id"] == "00000000000000a1"
+    assert "parentId" not in server
+    assert server["kind"] == "SERVER"
+    assert server["localEndpoint"] == {"serviceName": "my-service", "ipv4": "10.0.0.7"}
+    assert server["tags"] == {"http.method": "GET"}
+    assert "debug" not in server and "shared" not in server
+
+    client = by_name["redis.GET"]
+    assert client["kind"] == "CLIENT"
+    assert client["parentId"] == "00000000000000a1"
+    assert client["tags"] == {"redis.key_count": "3", "cached": "true"}
+
+    local = by_name["render"]
+    assert "kind" not in local
+    assert local["tags"] == {"lc": "templates"}
+    assert local["annotations"][0]["value"] == "cache-miss: key=abc"
+
+    vendor = by_name["GET"]
+    assert vendor["tags"]["otel.scope.name"] == "opentelemetry.instrumentation.requests"
+    assert vendor["remoteEndpoint"] == {"ipv4": "10.1.2.3", "port": 8080}
+    assert exporter.sent_spans == 4
+
+
+def test_timestamps_and_durations_are_microseconds(receiver: Receiver, spans: SpanMaker) -> None:
+    before = time.time_ns() // 1000
+    with spans.tracer.start_as_current_span("slow"):
+        time.sleep(0.02)
+    after = time.time_ns() // 1000
+    exporter = ZipkinExporter("svc", receiver.url)
+
+    exporter.export(spans.finished())
+
+    (span,) = receiver.spans()
+    assert before <= span["timestamp"] <= after
+    assert 20_000 <= span["duration"] <= after - before
+
+
+def test_debug_only_for_the_debug_flag_and_128_bit_ids_kept(
+    receiver: Receiver, spans: SpanMaker, zipkin_schema: dict
+) -> None:
+    trace_id_128 = 0x0AF7651916CD43DD8448EB211C80319C
+    sampled_parent = spans.remote_parent(trace_id_128, 0x1111, sampled=True)
+    debug_parent = spans.remote_parent(0x42, 0x2222, sampled=True, flags=1)
+    spans.ids.span_ids.extend([0x3333, 0x4444])
+    tracer = spans.tracer
+    with tracer.start_as_current_span("sampled", context=sampled_parent, kind=SpanKind.SERVER):
+        pass
+    with tracer.start_as_current_span("debug", context=debug_parent, kind=SpanKind.SERVER):
+        pass
+
+    ZipkinExporter("svc", receiver.url).export(spans.finished())
+
+    body = receiver.requests[0].json()
+    jsonschema.validate(body, zipkin_schema)
+    sampled, debug = sorted(body, key=lambda span: span["name"] != "sampled")
+    assert sampled["traceId"] == "0af7651916cd43dd8448eb211c80319c"
+    assert "debug" not in sampled
+    assert debug["debug"] is True
+    assert debug["traceId"] == "0000000000000042"
+
+
+def test_server_span_continuing_an_upstream_span_is_shared(
+    receiver: Receiver, spans: SpanMaker
+) -> None:
+    upstream = spans.remote_parent(0x77, 0x10, sampled=True)
+    spans.ids.span_ids.append(0x20)  # the id the upstream client span sent as X-Span
+    with spans.tracer.start_as_current_span("handler", context=upstream, kind=SpanKind.SERVER):
+        with spans.tracer.start_as_current_span("child", kind=SpanKind.CLIENT):
+            pass
+
+    ZipkinExporter("svc", receiver.url).export(spans.finished())
+
+    by_name = {span["name"]: span for span in receiver.spans()}
+    assert by_name["handler"]["shared"] is True
+    assert by_name["handler"]["parentId"] == "0000000000000010"
+    assert by_name["handler"]["id"] == "0000000000000020"
+    assert "shared" not in by_name["child"]
+
+
+def test_error_status_and_exception_become_error_tag_and_annotation(
+    receiver: Receiver, spans: SpanMaker, zipkin_schema: dict
+) -> None:
+    with spans.tracer.start_as_current_span("fails", kind=SpanKind.CLIENT) as span:
+        span.record_exception(ValueError("bad thing"))
+        span.set_status(Status(StatusCode.ERROR, "ValueError: bad thing"))
+    with spans.tracer.start_as_current_span("fails-quietly") as span:
+        span.set_status(Status(StatusCode.ERROR))
+
+    ZipkinExporter("svc", receiver.url).export(spans.finished())
+
+    body = receiver.requests[0].json()
+    jsonschema.validate(body, zipkin_schema)
+    fails, quiet = body
+    assert fails["tags"]["error"] == "ValueError: bad thing"
+    assert fails["annotations"][0]["value"] == "exception: ValueError: bad thing"
+    assert quiet["tags"]["error"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("zipkin:9411", "http://zipkin:9411/api/v2/spans"),
+        ("http://zipkin:9411", "http://zipkin:9411/api/v2/spans"),
+        ("http://zipkin:9411/", "http://zipkin:9411/api/v2/spans"),
+        ("https://collector/custom/spans", "https://collector/custom/spans"),
+    ],
+)
+def test_endpoint_url(endpoint: str, url: str) -> None:
+    assert zipkin_spans_url(endpoint) == url
+
+
+@pytest.mark.parametrize("endpoint", ["", "ftp://zipkin", "zipkin:notaport"])
+def test_bad_endpoint_is_rejected(endpoint: str) -> None:
+    with pytest.raises(ValueError):
+        zipkin_spans_url(endpoint)
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def _one_span(spans: SpanMaker) -> list:
+    with spans.tracer.start_as_current_span("op"):
+        pass
+    return spans.finished()
+
+
+def test_collector_down_fails_without_raising(refused_address: str, spans: SpanMaker) -> None:
+    exporter = ZipkinExporter("svc", refused_address, timeout=1)
+
+    assert exporter.export(_one_span(spans)) is SpanExportResult.FAILURE
+    assert exporter.dropped_spans == 1
+
+
+def test_hanging_collector_fails_after_the_timeout(hanging_address: str, spans: SpanMaker) -> None:
+    exporter = ZipkinExporter("svc", hanging_address, timeout=0.2)
+
+    assert exporter.export(_one_span(spans)) is SpanExportResult.FAILURE
+    assert exporter.dropped_spans == 1
+
+
+def test_collector_error_answer_counts_drops(receiver: Receiver, spans: SpanMaker) -> None:
+    receiver.status = 500
+    exporter = ZipkinExporter("svc", receiver.url)
+    batch = _one_span(spans)
+
+    assert exporter.export(batch) is SpanExportResult.FAILURE
+    assert exporter.export(batch) is SpanExportResult.FAILURE
+    assert exporter.dropped_spans == 2
+    assert len(receiver.requests) == 2  # the connection is reused after an error answer
+
+    receiver.status = 202
+    assert exporter.export(batch) is SpanExportResult.SUCCESS
+    assert exporter.sent_spans == 1
+
+
+def test_export_after_shutdown_fails(receiver: Receiver, spans: SpanMaker) -> None:
+    exporter = ZipkinExporter("svc", receiver.url)
+    exporter.shutdown()
+
+    assert exporter.export(_one_span(spans)) is SpanExportResult.FAILURE
+    assert receiver.requests == []
+
+
+def test_failing_exports_do_not_grow_memory(refused_address: str, spans: SpanMaker) -> None:
+    exporter = ZipkinExporter("svc", refused_address, timeout=1)
+    batch = _one_span(spans) * 50
+    for _ in range(20):
+        exporter.export(batch)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        baseline, _ = tracemalloc.get_traced_memory()
+        for _ in range(200):
+            exporter.export(batch)
+        gc.collect()
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current - baseline < 200_000
+    assert exporter.dropped_spans == 220 * 50
