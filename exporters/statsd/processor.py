@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Optional, Protocol
+from typing import Generic, Optional, Protocol, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -79,6 +79,9 @@ class MetricsBatch(Protocol):
         """Send the batched metrics and empty the batch."""
 
 
+_Batch = TypeVar("_Batch", bound=MetricsBatch)
+
+
 def span_metric_name(span: ReadableSpan) -> bytes | None:
     """Return the statsd name a baseplate span is timed under, or None if it is not timed.
 
@@ -100,23 +103,27 @@ def is_baseplate_span(span: ReadableSpan) -> bool:
     return scope is not None and scope.name == TRACER_NAME
 
 
-class _Request:
+class _Request(Generic[_Batch]):
     """The metrics of one request: its batch (made when first needed) and whether it ended."""
 
     __slots__ = ("batch", "ended")
 
-    def __init__(self, batch: MetricsBatch | None) -> None:
+    def __init__(self, batch: _Batch | None) -> None:
         self.batch = batch
         self.ended = False
 
 
-class _OpenSpan:
+class _OpenSpan(Generic[_Batch]):
     """A started, unfinished span: its request, and the span it hides if ids collide."""
 
     __slots__ = ("request", "start_time", "is_root", "hidden")
 
     def __init__(
-        self, request: _Request, start_time: int | None, is_root: bool, hidden: _OpenSpan | None
+        self,
+        request: _Request[_Batch],
+        start_time: int | None,
+        is_root: bool,
+        hidden: _OpenSpan[_Batch] | None,
     ) -> None:
         self.request = request
         self.start_time = start_time
@@ -126,7 +133,7 @@ class _OpenSpan:
         self.hidden = hidden
 
 
-class StatsdSpanProcessor(SpanProcessor):
+class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
     """Record statsd metrics for baseplate spans, sending each request's metrics together.
 
     :param new_batch: Makes an empty metrics batch; called once per request that has
@@ -138,7 +145,7 @@ class StatsdSpanProcessor(SpanProcessor):
 
     def __init__(
         self,
-        new_batch: Callable[[], MetricsBatch],
+        new_batch: Callable[[], _Batch],
         *,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
         max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
@@ -146,12 +153,12 @@ class StatsdSpanProcessor(SpanProcessor):
         self.new_batch = new_batch
         self.max_open_spans = max_open_spans
         self.max_pending_requests = max_pending_requests
-        self._open: dict[tuple[int, int], _OpenSpan] = {}
-        self._pending: dict[tuple[int, int], MetricsBatch] = {}
+        self._open: dict[tuple[int, int], _OpenSpan[_Batch]] = {}
+        self._pending: dict[tuple[int, int], _Batch] = {}
         self._lock = threading.Lock()
         self._errors = RateLimitedLog(logger)
 
-    def batch_for_request(self, trace_id: int, span_id: int) -> MetricsBatch:
+    def batch_for_request(self, trace_id: int, span_id: int) -> _Batch:
         """Return the batch that is sent when the server span with these ids ends.
 
         May be called before the span starts (the batch is kept until it does) or while it
@@ -166,7 +173,7 @@ class StatsdSpanProcessor(SpanProcessor):
             if batch is not None:
                 return batch
         batch = self.new_batch()
-        evicted: list[MetricsBatch] = []
+        evicted: list[_Batch] = []
         with self._lock:
             if entry is not None and entry.is_root:
                 if entry.request.batch is None:
@@ -215,9 +222,9 @@ class StatsdSpanProcessor(SpanProcessor):
         key = (context.trace_id, context.span_id)
         starts_request = span.kind in _SERVER_KINDS and is_baseplate_span(span)
         parent = span.parent
-        evicted: list[MetricsBatch] = []
+        evicted: list[_Batch] = []
         with self._lock:
-            request = None
+            request: _Request[_Batch] | None = None
             if not starts_request and parent is not None and not parent.is_remote:
                 parent_entry = self._open.get((parent.trace_id, parent.span_id))
                 if parent_entry is not None:
@@ -239,7 +246,7 @@ class StatsdSpanProcessor(SpanProcessor):
         if context is None:
             return
         entry = self._forget(context.trace_id, context.span_id, span.start_time)
-        request = entry.request if entry is not None else _Request(None)
+        request: _Request[_Batch] = entry.request if entry is not None else _Request(None)
         is_root = entry is None or entry.is_root
         if is_root:
             request.ended = True
@@ -256,11 +263,13 @@ class StatsdSpanProcessor(SpanProcessor):
         if request.ended and request.batch is not None:
             self._flush(request.batch)
 
-    def _forget(self, trace_id: int, span_id: int, start_time: int | None) -> _OpenSpan | None:
+    def _forget(
+        self, trace_id: int, span_id: int, start_time: int | None
+    ) -> _OpenSpan[_Batch] | None:
         key = (trace_id, span_id)
         with self._lock:
             entry = self._open.get(key)
-            previous: _OpenSpan | None = None
+            previous: _OpenSpan[_Batch] | None = None
             while entry is not None and entry.start_time != start_time:
                 previous, entry = entry, entry.hidden
             if entry is None:
@@ -274,7 +283,7 @@ class StatsdSpanProcessor(SpanProcessor):
             entry.hidden = None
             return entry
 
-    def _batch_of(self, request: _Request) -> MetricsBatch:
+    def _batch_of(self, request: _Request[_Batch]) -> _Batch:
         batch = request.batch
         if batch is None:
             made = self.new_batch()
@@ -290,7 +299,7 @@ class StatsdSpanProcessor(SpanProcessor):
         except Exception:
             self._errors.warning("could not send a metrics batch", exc_info=True)
 
-    def _send_evicted(self, batches: list[MetricsBatch], what: str) -> None:
+    def _send_evicted(self, batches: list[_Batch], what: str) -> None:
         if not batches:
             return
         self._errors.warning(
