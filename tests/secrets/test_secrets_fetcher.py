@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import http.server
 import json
 import os
 import pwd
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from baseplate.secrets import SecretsStore
+from baseplate.secrets import fetcher as fetcher_module
 from baseplate.secrets.fetcher import (
     SecretFetcher,
     VaultClient,
@@ -439,3 +441,104 @@ def test_daemon_rewrites_atomically(bao: Any, tmp_path: Path) -> None:
         stop.set()
         daemon.stop()
     assert failures == []
+
+
+class RecordingVault(http.server.BaseHTTPRequestHandler):
+    """Answers like Vault's login and KV endpoints and records what it was sent.
+
+    It stands in for Vault's Kubernetes and AWS auth methods and for the EC2 metadata
+    service, none of which can run here: a real login needs a Kubernetes API server or
+    AWS to verify the credentials.
+    """
+
+    requests: list[tuple[str, str, dict[str, Any], str | None]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(("POST", self.path, body, None))
+        self.reply({"auth": {"client_token": "login-token", "lease_duration": 3600}})
+
+    def do_GET(self) -> None:
+        self.requests.append(("GET", self.path, {}, self.headers.get("X-Vault-Token")))
+        if self.path == "/identity":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"PKCS7-DOCUMENT")
+            return
+        self.reply({"data": SIMPLE, "lease_duration": 0})
+
+    def reply(self, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_vault() -> Iterator[str]:
+    RecordingVault.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingVault)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_kubernetes_login_sends_the_service_account_jwt(
+    recording_vault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwt_file = tmp_path / "token"
+    jwt_file.write_text("the.service.jwt\n")
+    monkeypatch.setattr(fetcher_module, "K8S_SERVICE_ACCOUNT_TOKEN_FILE", str(jwt_file))
+    output = tmp_path / "secrets.json"
+    cfg = parse_fetcher_config(
+        {
+            "vault.url": recording_vault,
+            "vault.auth_type": "kubernetes",
+            "vault.role": "my-role",
+            "output.path": str(output),
+            "secrets": "secret/one",
+            "refresh.max_interval": "2 hours",
+        }
+    )
+
+    delay = SecretFetcher(cfg).fetch_once()
+
+    assert RecordingVault.requests == [
+        ("POST", "/v1/auth/kubernetes/login", {"jwt": "the.service.jwt", "role": "my-role"}, None),
+        ("GET", "/v1/secret/one", {}, "login-token"),
+    ]
+    assert json.loads(output.read_text())["vault"]["token"] == "login-token"
+    # The token's one hour lease is renewed a minute early.
+    assert delay == pytest.approx(3600 - 60, abs=1)
+
+
+def test_aws_login_sends_identity_and_keeps_the_nonce(
+    recording_vault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nonce_file = tmp_path / "vault.nonce"
+    monkeypatch.setattr(fetcher_module, "NONCE_FILENAME", str(nonce_file))
+    monkeypatch.setattr(fetcher_module, "AWS_IDENTITY_DOCUMENT_URL", recording_vault + "/identity")
+    cfg = parse_fetcher_config(
+        {
+            "vault.url": recording_vault,
+            "vault.role": "my-role",
+            "output.path": str(tmp_path / "secrets.json"),
+        }
+    )
+
+    SecretFetcher(cfg).fetch_once()
+    SecretFetcher(cfg).fetch_once()
+
+    logins = [body for method, _, body, _ in RecordingVault.requests if method == "POST"]
+    nonce = nonce_file.read_text()
+    assert logins == [{"role": "my-role", "pkcs7": "PKCS7-DOCUMENT", "nonce": nonce}] * 2
+    assert stat.S_IMODE(nonce_file.stat().st_mode) == 0o400
+    paths = {path for method, path, _, _ in RecordingVault.requests if method == "POST"}
+    assert paths == {"/v1/auth/aws-ec2/login"}
