@@ -76,12 +76,12 @@ def _make_socket(endpoint: Any) -> TSocket:
     raise ValueError(f"unsupported endpoint address family {family!r} for {address!r}")
 
 
-def _is_response_exception(exc: BaseException) -> bool:
-    """Whether an exception came from a complete, well-formed response.
+def is_declared_exception(exc: BaseException) -> bool:
+    """Whether a client call's exception is one the service's IDL declares.
 
-    Exceptions declared in the IDL are decoded from a whole reply, so the connection is
-    still in a known state; anything else (transport, protocol and application errors, or an
-    exception that interrupted the call) leaves the stream in an unknown state.
+    Declared exceptions are decoded from a whole reply: the call worked, and the connection
+    is still in a known state. Anything else (transport, protocol and application errors, or
+    an exception that interrupted the call) leaves the stream in an unknown state.
     """
     return isinstance(exc, TException) and not isinstance(
         exc, (TTransportException, TProtocolException, TApplicationException)
@@ -259,7 +259,7 @@ class _PooledConnection:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if exc_value is not None and not _is_response_exception(exc_value):
+        if exc_value is not None and not is_declared_exception(exc_value):
             connection.protocol.trans.close()
             self._pool._release(None)
         else:

@@ -7,6 +7,7 @@ a test needs to kill a server outright, in a child process (``serve_health.py``)
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pathlib
 import socket
@@ -18,14 +19,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from thrift.protocol.THeaderProtocol import THeaderProtocol, THeaderProtocolFactory
 from thrift.server.TServer import TThreadedServer
 from thrift.Thrift import TProcessor
 from thrift.transport.THeaderTransport import THeaderClientType
-from thrift.transport.TSocket import TServerSocket
+from thrift.transport.TSocket import TServerSocket, TSocket
 from thrift.transport.TTransport import TTransportFactoryBase
 
 from baseplate.config import EndpointConfiguration, InternetAddress
+from baseplate.core import Baseplate
+from baseplate.integration.thrift import BaseplateProcessorEventHandler, ContextProcessor
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -224,3 +231,87 @@ def example_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     sys.path.insert(0, str(out))
     return importlib.import_module("example_service.ExampleService")
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    """Every sampled span that ended."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """A private tracer provider for this test, exporting to ``exporter``."""
+    tracer_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "example-service"}))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def baseplate(provider: TracerProvider) -> Iterator[Baseplate]:
+    """A Baseplate on the private provider that samples every new trace."""
+    bp = Baseplate(tracer_provider=provider)
+    rate = bp.sampler.sample_rate
+    bp.sampler.sample_rate = 1.0
+    yield bp
+    bp.sampler.sample_rate = rate
+
+
+@pytest.fixture
+def baseplate_server(
+    thrift_server: Callable[..., LoopbackThriftServer], example_service: Any
+) -> Callable[..., LoopbackThriftServer]:
+    """Serve an ExampleService handler the way a baseplate application does."""
+
+    def start(
+        handler: Any, baseplate: Baseplate, edge_context_factory: Any = None
+    ) -> LoopbackThriftServer:
+        processor = ContextProcessor(example_service.Processor(handler))
+        processor.setEventHandler(
+            BaseplateProcessorEventHandler(
+                logging.getLogger("example"), baseplate, edge_context_factory
+            )
+        )
+        return thrift_server(processor)
+
+    return start
+
+
+class HeaderClient:
+    """A client sending fixed THeader headers with every call, as a legacy baseplate client does."""
+
+    def __init__(self, service: Any, port: int, headers: dict[bytes, bytes]) -> None:
+        self.headers = headers
+        self.protocol = THeaderProtocol(TSocket("127.0.0.1", port), [THeaderClientType.HEADERS])
+        self.protocol.trans.open()
+        self.client = service.Client(self.protocol)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.client, name)
+
+        def call(*args: Any) -> Any:
+            # THeader forgets its write headers once a message is sent
+            for key, value in self.headers.items():
+                self.protocol.set_header(key, value)
+            return method(*args)
+
+        return call
+
+    def close(self) -> None:
+        self.protocol.trans.close()
+
+
+@pytest.fixture
+def header_client(example_service: Any) -> Iterator[Callable[..., HeaderClient]]:
+    """``header_client(server, headers)``: an ExampleService client sending ``headers``."""
+    clients: list[HeaderClient] = []
+
+    def connect(server: LoopbackThriftServer, headers: dict[bytes, bytes] | None = None) -> Any:
+        client = HeaderClient(example_service, server.port, headers or {})
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
