@@ -1,0 +1,183 @@
+"""Error reporting: exceptions ending server spans reach Sentry; Sentry outages never hurt.
+
+No Sentry server can run here: a local HTTP receiver speaking the store endpoint that raven
+posts to stands in for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import baseplate
+from baseplate.config import ConfigurationError
+from baseplate.core import Baseplate, RequestContext, TraceInfo
+from baseplate.diagnostics import sentry as sentry_diagnostics
+
+
+class SentryReceiver(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SentryReceiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            body = zlib.decompress(body)
+        except zlib.error:
+            body = zlib.decompress(base64.b64decode(body))
+        self.server.events.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"id": "1"}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[SentryReceiver]:
+    server = SentryReceiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def make_baseplate(client: Any) -> Baseplate:
+    bp = Baseplate(tracer_provider=TracerProvider())
+    bp.configure_error_reporting(client)
+    return bp
+
+
+def test_exception_ending_server_span_is_reported(receiver: SentryReceiver) -> None:
+    port = receiver.server_address[1]
+    client = baseplate.error_reporter_from_config(
+        {"sentry.dsn": f"http://public:secret@127.0.0.1:{port}/1",
+         "sentry.environment": "test", "sentry.site": "here"},
+        __name__,
+    )
+    bp = make_baseplate(client)
+    context = RequestContext()
+    span = bp.make_server_span(context, "handler", TraceInfo.from_upstream(99, 1, 2, True, None))
+    assert context.sentry is client  # type: ignore[attr-defined]
+    with pytest.raises(ZeroDivisionError), span:
+        span.set_tag("route", "handler")
+        1 / 0  # noqa: B018
+    wait_for(lambda: receiver.events)
+    (event,) = receiver.events
+    assert event["exception"]["values"][0]["type"] == "ZeroDivisionError"
+    assert event["tags"]["trace_id"] == "99"
+    assert event["tags"]["span_id"] == "2"
+    assert event["environment"] == "test"
+    assert "route" in json.dumps(event["extra"])
+
+
+def test_successful_and_client_span_errors_are_not_reported(receiver: SentryReceiver) -> None:
+    reports: list[Any] = []
+
+    class FakeRaven:
+        """Records calls; stands in for raven to count reports without a network."""
+
+        def captureException(self, **kwargs: Any) -> None:
+            reports.append(kwargs)
+
+    bp = make_baseplate(FakeRaven())
+    span = bp.make_server_span(RequestContext(), "ok")
+    with span:
+        try:
+            with span.make_child("failing.call"):
+                raise KeyError("handled by the app")
+        except KeyError:
+            pass
+    assert reports == []
+
+
+def test_sentry_down_never_reaches_the_request() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
+    client = baseplate.error_reporter_from_config(
+        {"sentry.dsn": f"http://public:secret@127.0.0.1:{port}/1"}, __name__
+    )
+    bp = make_baseplate(client)
+    for _ in range(500):
+        span = bp.make_server_span(RequestContext(), "handler")
+        with pytest.raises(ValueError), span:
+            raise ValueError("boom")
+    worker = client.remote.get_transport().get_worker()
+    assert worker._queue.qsize() <= sentry_diagnostics.MAX_QUEUED_EVENTS
+
+
+def test_reporter_that_raises_is_contained() -> None:
+    class Broken:
+        def captureException(self, **kwargs: Any) -> None:
+            raise RuntimeError("sentry client bug")
+
+    bp = make_baseplate(Broken())
+    span = bp.make_server_span(RequestContext(), "handler")
+    with pytest.raises(ValueError), span:
+        raise ValueError("the app's own error")
+
+
+def test_sentry_sdk_is_accepted(receiver: SentryReceiver) -> None:
+    import sentry_sdk
+
+    events: list[Any] = []
+
+    class Transport(sentry_sdk.transport.Transport):
+        """Collects envelopes in memory; stands in for Sentry's ingestion endpoint."""
+
+        def capture_envelope(self, envelope: Any) -> None:
+            events.append(envelope.get_event())
+
+    sentry_sdk.init(dsn="http://public@127.0.0.1:1/1", transport=Transport(),
+                    default_integrations=False)
+    try:
+        bp = make_baseplate(sentry_sdk)
+        info = TraceInfo.from_upstream(5, 1, 6, True, None)
+        span = bp.make_server_span(RequestContext(), "h", info)
+        with pytest.raises(LookupError), span:
+            raise LookupError("missing")
+        sentry_sdk.flush()
+    finally:
+        sentry_sdk.init(dsn=None)
+    (event,) = [e for e in events if e]
+    assert event["tags"]["trace_id"] == "5"
+    assert event["exception"]["values"][0]["type"] == "LookupError"
+
+
+def test_bad_sentry_config_names_the_key() -> None:
+    with pytest.raises(ConfigurationError, match="sentry.sample_rate"):
+        baseplate.error_reporter_from_config({"sentry.sample_rate": "lots"}, __name__)
+
+
+def test_blank_dsn_discards() -> None:
+    client = baseplate.error_reporter_from_config({"sentry.dsn": ""}, __name__)
+    assert not client.is_enabled()
