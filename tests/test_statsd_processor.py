@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -18,6 +19,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from statsd_helpers import UDPReceiver
 
 from baseplate import config, metrics
+from baseplate.core import Baseplate, RequestContext, TraceInfo
+from baseplate.diagnostics.metrics import MetricsBaseplateObserver
 from exporters.statsd import StatsdSpanProcessor
 from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import ATTR_COMPONENT, TRACER_NAME
@@ -41,10 +44,20 @@ class SettableIds(IdGenerator):
 
 
 class Setup:
-    def __init__(self, receiver: UDPReceiver, sample_rate: float = 1.0, **options: int) -> None:
+    def __init__(
+        self,
+        receiver: UDPReceiver,
+        sample_rate: float = 1.0,
+        max_open_spans: int = 100,
+        max_pending_requests: int = 100,
+    ) -> None:
         self.receiver = receiver
         self.client = metrics.make_client("ns", config.Endpoint(receiver.endpoint))
-        self.processor = StatsdSpanProcessor(self.client.batch, **options)
+        self.processor = StatsdSpanProcessor(
+            self.client.batch,
+            max_open_spans=max_open_spans,
+            max_pending_requests=max_pending_requests,
+        )
         self.ids = SettableIds()
         self.provider = TracerProvider(
             sampler=BaseplateSampler(sample_rate), id_generator=self.ids, shutdown_on_exit=False
@@ -360,3 +373,115 @@ def test_shutdown_sends_open_requests(setup: Setup) -> None:
         b"ns.pending:1|c",
     ]
     assert setup.processor.force_flush()
+
+
+# --- end to end through Baseplate.configure_metrics and the span API ---
+
+
+def _parsed(datagrams: list[bytes]) -> list[tuple[str, str]]:
+    """(name, type) of every line, with the counters' values kept: timings vary."""
+    parsed = []
+    for datagram in datagrams:
+        for line in datagram.decode().split("\n"):
+            name, rest = line.split(":", 1)
+            value, kind = rest.split("|", 1)
+            parsed.append((name, f"{value}|{kind}" if kind == "c" else kind))
+    return parsed
+
+
+def _baseplate(receiver: UDPReceiver) -> tuple[Baseplate, metrics.Client]:
+    baseplate = Baseplate(TracerProvider(shutdown_on_exit=False))
+    client = metrics.make_client("svc", receiver.endpoint)
+    baseplate.configure_metrics(client)
+    baseplate.configure_metrics(client)  # a second call changes nothing
+    return baseplate, client
+
+
+def _handle_request(baseplate: Baseplate, trace_info: TraceInfo | None = None) -> None:
+    context: Any = RequestContext()
+    server_span = baseplate.make_server_span(context, "get_thing", trace_info)
+    assert isinstance(context.metrics, metrics.Batch)
+    context.metrics.counter("app.before_start").increment()
+    with server_span:
+        with server_span.make_child("redis.GET"):
+            context.metrics.counter("app.hits").increment()
+        with server_span.make_child("compute", local=True, component_name="cache") as local:
+            local.context.metrics.counter("app.hits").increment()
+            with local.make_child("memcache.get"):
+                pass
+        failing = server_span.make_child("thrift.do_it")
+        failing.start()
+        try:
+            raise ValueError("remote failure")
+        except ValueError as exc:
+            failing.finish(exc_info=(type(exc), exc, exc.__traceback__))
+
+
+EXPECTED_REQUEST = [
+    ("svc.clients.redis.GET", "ms"),
+    ("svc.clients.memcache.get", "ms"),
+    ("svc.cache.compute", "ms"),
+    ("svc.clients.thrift.do_it", "ms"),
+    ("svc.server.get_thing", "ms"),
+    ("svc.app.before_start", "1|c"),
+    ("svc.app.hits", "2|c"),
+    ("svc.clients.redis.GET.success", "1|c"),
+    ("svc.clients.memcache.get.success", "1|c"),
+    ("svc.clients.thrift.do_it.failure", "1|c"),
+    ("svc.server.get_thing.success", "1|c"),
+]
+
+
+def test_configure_metrics_sends_each_request_in_one_datagram(receiver: UDPReceiver) -> None:
+    baseplate, _ = _baseplate(receiver)
+    _handle_request(baseplate)
+    datagrams = receiver.receive_all()
+    assert len(datagrams) == 1
+    assert _parsed(datagrams) == EXPECTED_REQUEST
+
+
+def test_configure_metrics_measures_unsampled_requests(receiver: UDPReceiver) -> None:
+    baseplate, _ = _baseplate(receiver)
+    _handle_request(baseplate, TraceInfo.from_upstream(1234, 99, 5678, False, None))
+    assert _parsed(receiver.receive_all()) == EXPECTED_REQUEST
+
+
+def test_failed_request_counts_a_failure(receiver: UDPReceiver) -> None:
+    baseplate, _ = _baseplate(receiver)
+    context = RequestContext()
+    with pytest.raises(KeyError), baseplate.make_server_span(context, "route"):
+        raise KeyError("x")
+    assert _parsed(receiver.receive_all()) == [
+        ("svc.server.route", "ms"),
+        ("svc.server.route.failure", "1|c"),
+    ]
+
+
+def test_two_baseplates_on_one_provider_measure_only_their_own_requests() -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    receivers = [UDPReceiver(), UDPReceiver()]
+    try:
+        apps = []
+        for i, udp in enumerate(receivers):
+            baseplate = Baseplate(provider)
+            baseplate.configure_metrics(metrics.make_client(f"app{i}", udp.endpoint))
+            apps.append(baseplate)
+        for i, baseplate in enumerate(apps):
+            with baseplate.make_server_span(RequestContext(), f"route{i}"):
+                pass
+        for i, udp in enumerate(receivers):
+            assert _parsed(udp.receive_all()) == [
+                (f"app{i}.server.route{i}", "ms"),
+                (f"app{i}.server.route{i}.success", "1|c"),
+            ]
+    finally:
+        for udp in receivers:
+            udp.close()
+
+
+def test_observer_registered_by_hand_measures_the_request(receiver: UDPReceiver) -> None:
+    baseplate = Baseplate(TracerProvider(shutdown_on_exit=False))
+    baseplate.register(MetricsBaseplateObserver(metrics.make_client("svc", receiver.endpoint)))
+    _handle_request(baseplate)
+    parsed = _parsed(receiver.receive_all())
+    assert sorted(parsed) == sorted(EXPECTED_REQUEST)

@@ -23,6 +23,11 @@ not measured, because their names are not bounded (URLs, SQL text) and would flo
 with metric names. They still link a baseplate span to its request when they sit between
 the two, and a vendor root span delimits a request like any other root.
 
+With ``announced_requests_only``, only requests announced through
+:meth:`StatsdSpanProcessor.batch_for_request` before their server span starts are measured
+(with the spans under them); everything else is left alone. That keeps processors of several
+``Baseplate`` objects sharing one tracer provider from measuring each other's requests.
+
 Memory is bounded: at most ``max_open_spans`` unfinished spans and ``max_pending_requests``
 batches handed out by :meth:`StatsdSpanProcessor.batch_for_request` for spans not started yet
 are remembered; past that the oldest is forgotten and its batch sent as it stands.
@@ -138,6 +143,8 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
 
     :param new_batch: Makes an empty metrics batch; called once per request that has
         metrics (``client.batch`` of a ``baseplate.metrics.Client``).
+    :param announced_requests_only: Measure only the requests whose server span's batch was
+        asked for with :meth:`batch_for_request` before it started.
     :param max_open_spans: How many unfinished spans to remember.
     :param max_pending_requests: How many batches handed out for server spans that have
         not started yet to remember.
@@ -147,10 +154,12 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         self,
         new_batch: Callable[[], _Batch],
         *,
+        announced_requests_only: bool = False,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
         max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
     ) -> None:
         self.new_batch = new_batch
+        self.announced_requests_only = announced_requests_only
         self.max_open_spans = max_open_spans
         self.max_pending_requests = max_pending_requests
         self._open: dict[tuple[int, int], _OpenSpan[_Batch]] = {}
@@ -225,13 +234,22 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         evicted: list[_Batch] = []
         with self._lock:
             request: _Request[_Batch] | None = None
-            if not starts_request and parent is not None and not parent.is_remote:
-                parent_entry = self._open.get((parent.trace_id, parent.span_id))
-                if parent_entry is not None:
-                    request = parent_entry.request
-            is_root = request is None
-            if request is None:
-                request = _Request(self._pending.pop(key, None) if starts_request else None)
+            if starts_request:
+                batch = self._pending.pop(key, None)
+                if batch is None and self.announced_requests_only:
+                    return
+                request = _Request(batch)
+                is_root = True
+            else:
+                if parent is not None and not parent.is_remote:
+                    parent_entry = self._open.get((parent.trace_id, parent.span_id))
+                    if parent_entry is not None:
+                        request = parent_entry.request
+                is_root = request is None
+                if request is None:
+                    if self.announced_requests_only:
+                        return
+                    request = _Request(None)
             self._open[key] = _OpenSpan(request, span.start_time, is_root, self._open.get(key))
             while len(self._open) > self.max_open_spans:
                 oldest = self._open.pop(next(iter(self._open)))
@@ -246,6 +264,8 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         if context is None:
             return
         entry = self._forget(context.trace_id, context.span_id, span.start_time)
+        if entry is None and self.announced_requests_only:
+            return
         request: _Request[_Batch] = entry.request if entry is not None else _Request(None)
         is_root = entry is None or entry.is_root
         if is_root:
