@@ -1,0 +1,140 @@
+"""Fixtures for the client integrations: a private tracer provider, a running server span,
+and throw-away redis/memcached servers on free ports for fault tests."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from baseplate.core import Baseplate, RequestContext, ServerSpan
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def baseplate(provider: TracerProvider) -> Iterator[Baseplate]:
+    bp = Baseplate(tracer_provider=provider)
+    rate = bp.sampler.sample_rate
+    bp.sampler.sample_rate = 1.0
+    yield bp
+    bp.sampler.sample_rate = rate
+
+
+@pytest.fixture
+def context() -> RequestContext:
+    return RequestContext()
+
+
+@pytest.fixture
+def server_span(baseplate: Baseplate, context: RequestContext) -> Iterator[ServerSpan]:
+    """A started server span (the request); finished at the end of the test if still open."""
+    span = baseplate.make_server_span(context, "handler")
+    span.start()
+    yield span
+    span.finish()
+
+
+def finished(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    """The finished spans called ``name``."""
+    return [span for span in exporter.get_finished_spans() if span.name == name]
+
+
+def only(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    spans = finished(exporter, name)
+    assert len(spans) == 1, [span.name for span in exporter.get_finished_spans()]
+    return spans[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, up: bool = True, attempts: int = 400) -> None:
+    for _ in range(attempts):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                listening = True
+        except OSError:
+            listening = False
+        if listening == up:
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"port {port} never became {'reachable' if up else 'closed'}")
+
+
+class LocalServer:
+    """A server process of our own on a free port, that a test can kill and restart."""
+
+    def __init__(self, argv: list[str], port: int):
+        self.argv = argv
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            wait_for_port(self.port, up=False)
+
+
+def _local_server(argv: list[str], port: int) -> Iterator[LocalServer]:
+    assert shutil.which(argv[0]), f"{argv[0]} is not installed"
+    server = LocalServer(argv, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[LocalServer]:
+    """A redis-server of our own (the shared one on 6379 must never be killed)."""
+    port = free_port()
+    yield from _local_server(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        port,
+    )
+
+
+@pytest.fixture
+def own_memcached() -> Iterator[LocalServer]:
+    """A memcached of our own (the shared one on 11211 must never be killed)."""
+    port = free_port()
+    yield from _local_server(
+        ["memcached", "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "nobody"], port
+    )
+
+
+def attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
