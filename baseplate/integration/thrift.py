@@ -320,7 +320,10 @@ def _wants_context(method: Callable[..., Any], idl_arguments: int) -> bool:
         for p in parameters
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
-    return len(positional) == idl_arguments + 1
+    if len(positional) == idl_arguments + 1:
+        return True
+    # extra optional parameters: only an explicitly named context counts
+    return len(positional) > idl_arguments and positional[0].name == "context"
 
 
 class _HandlerProxy:
