@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import _RUNTIME_CONTEXT as _runtime
-from opentelemetry.context import Context
+from opentelemetry.context import Context, create_key, get_value, set_value
 from opentelemetry.context import attach as _attach
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,22 @@ def deactivate(token: object) -> None:
         _runtime.detach(token)  # type: ignore[arg-type]
     except Exception:
         logger.debug("span ended outside the context it was activated in")
+
+
+#: Context key of the raw Edge-Request header bytes of the request being handled.
+EDGE_REQUEST_KEY = create_key("baseplate-edge-request")
+
+
+def set_edge_request(header: bytes | None) -> None:
+    """Make ``header`` the Edge-Request that outbound calls forward, until the current span
+    (normally the request's server span) is deactivated."""
+    _attach(set_value(EDGE_REQUEST_KEY, header))
+
+
+def edge_request(context: Context | None = None) -> bytes | None:
+    """The Edge-Request header bytes in force in ``context`` (default: the current one)."""
+    value = get_value(EDGE_REQUEST_KEY, context)
+    return value if isinstance(value, bytes) else None
 
 
 def ending_exc_info() -> ExcInfo | None:

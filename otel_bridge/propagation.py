@@ -21,6 +21,7 @@ all-digit value as a 0.28 decimal alias.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,6 +42,7 @@ from opentelemetry.propagators.textmap import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otel_bridge.context import edge_request
 from otel_bridge.semconv import FLAG_DEBUG, TRACE_STATE_FLAGS, flags_from_trace_state
 
 try:
@@ -49,6 +51,11 @@ except ImportError:  # pragma: no cover
     from importlib_metadata import entry_points  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
+
+#: HTTP header carrying the Edge-Request bytes in base64.
+EDGE_REQUEST_HTTP_HEADER = "X-Edge-Request"
+#: THeader header carrying the raw Edge-Request bytes.
+EDGE_REQUEST_THRIFT_HEADER = "Edge-Request"
 
 #: Context key holding the upstream parent span id of a span extracted from baseplate headers.
 UPSTREAM_PARENT_KEY = create_key("baseplate-upstream-parent-id")
@@ -268,10 +275,18 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         flags = flags_from_trace_state(span_context.trace_state)
         if flags:
             setter.set(carrier, names["flags"][0], str(flags))
+        self._inject_edge_request(carrier, context, setter)
+
+    def _inject_edge_request(
+        self, carrier: CarrierT, context: Context | None, setter: Setter[CarrierT]
+    ) -> None:
+        """Forward the request's Edge-Request header (HTTP only; Thrift clients send bytes)."""
 
     @property
     def fields(self) -> set[str]:
-        return {names[0] for names in self.header_names.values()}
+        return {names[0] for names in self.header_names.values()} | self.extra_fields
+
+    extra_fields: frozenset[str] = frozenset()
 
 
 def _same_id(first: str, second: str) -> bool:
@@ -285,7 +300,19 @@ def _same_id(first: str, second: str) -> bool:
 
 
 class BaseplateHTTPPropagator(_BaseplateHeadersPropagator):
-    """Baseplate HTTP headers (``X-Trace`` ...) with the 0.28 ``X-B3-*`` decimal aliases."""
+    """Baseplate HTTP headers (``X-Trace`` ...) with the 0.28 ``X-B3-*`` decimal aliases.
+
+    Inject also writes ``X-Edge-Request`` (base64 of the request's Edge-Request bytes, empty
+    when there is none: 1.x services that trust headers fail requests without it).
+    """
+
+    def _inject_edge_request(
+        self, carrier: CarrierT, context: Context | None, setter: Setter[CarrierT]
+    ) -> None:
+        header = edge_request(context)
+        setter.set(carrier, EDGE_REQUEST_HTTP_HEADER, base64.b64encode(header or b"").decode())
+
+    extra_fields = frozenset({EDGE_REQUEST_HTTP_HEADER})
 
     header_names = {
         "trace": ("X-Trace", "X-B3-TraceId"),

@@ -123,9 +123,10 @@ class BaseplateConfigurator:
         span.set_tag("http.url", request.url)
         span.set_tag("http.method", request.method)
         span.set_tag("peer.ipv4", request.remote_addr)
+        span.start()
+        # After start: the edge context then lives exactly as long as the server span.
         if self.trust_trace_headers and self.edge_context_factory is not None:
             self._attach_edge_context(request)
-        span.start()
         request.add_response_callback(_tag_status)
         request.add_finished_callback(_finish_span)
         request.registry.notify(ServerSpanInitialized(request))

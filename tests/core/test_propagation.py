@@ -111,7 +111,9 @@ def _context_for(
 def test_http_inject_exact_headers() -> None:
     carrier: dict[str, str] = {}
     HTTP.inject(carrier, context=_context_for(1234, 66, 55, True))
-    assert carrier == {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66", "X-Sampled": "1"}
+    assert carrier == {
+        "X-Trace": "1234", "X-Parent": "55", "X-Span": "66", "X-Sampled": "1", "X-Edge-Request": ""
+    }
     carrier = {}
     HTTP.inject(carrier, context=_context_for(2**64 - 1, 2**63, None, False, flags=1))
     assert carrier == {
@@ -120,7 +122,19 @@ def test_http_inject_exact_headers() -> None:
         "X-Span": "9223372036854775808",
         "X-Sampled": "0",
         "X-Flags": "1",
+        "X-Edge-Request": "",
     }
+
+
+def test_http_inject_forwards_edge_request() -> None:
+    from opentelemetry.context import set_value
+
+    from otel_bridge.context import EDGE_REQUEST_KEY
+
+    carrier: dict[str, str] = {}
+    context = set_value(EDGE_REQUEST_KEY, b"\x0b\x00", _context_for(1, 2, 3, True))
+    HTTP.inject(carrier, context=context)
+    assert carrier["X-Edge-Request"] == "CwA="
 
 
 def test_thrift_inject_and_extract_bytes() -> None:
