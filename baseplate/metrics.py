@@ -208,7 +208,7 @@ class Timer:
 
         :param float elapsed: The elapsed time in seconds to report (sent in milliseconds).
         """
-        self.transport.send([timer_line(self.name, elapsed * 1000.0)])
+        self.transport.send(timer_line(self.name, elapsed * 1000.0))
 
     def __enter__(self) -> Timer:
         self.start()
@@ -251,7 +251,7 @@ class Counter:
         :param float delta: The amount to increase the counter by.
         :param float sample_rate: What rate this counter is sampled at. [0-1].
         """
-        self.transport.send([counter_line(self.name, delta, sample_rate)])
+        self.transport.send(counter_line(self.name, delta, sample_rate))
 
 
 class BatchCounter(Counter):
@@ -292,7 +292,7 @@ class Gauge:
 
         :param float new_value: The new value to store in the gauge.
         """
-        self.transport.send([gauge_line(self.name, new_value)])
+        self.transport.send(gauge_line(self.name, new_value))
 
 
 class Histogram:
@@ -317,7 +317,7 @@ class Histogram:
         This records a new value to the histogram; the bucket it goes in is determined by
         the backend service configurations.
         """
-        self.transport.send([histogram_line(self.name, value)])
+        self.transport.send(histogram_line(self.name, value))
 
 
 def make_client(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 from exporters.statsd.transport import Transport
 from exporters.statsd.wire import counter_line
@@ -37,11 +36,11 @@ class MetricsBuffer:
         self._counters_size = 0
         self._lock = threading.Lock()
 
-    def send(self, lines: Sequence[bytes]) -> None:
-        """Buffer lines until the next flush."""
+    def send(self, serialized: bytes) -> None:
+        """Buffer lines (joined by ``\\n``) until the next flush."""
         with self._lock:
-            self._lines.extend(lines)
-            self._lines_size += sum(len(line) + 1 for line in lines)
+            self._lines.append(serialized)
+            self._lines_size += len(serialized) + 1
             full = self._lines_size + self._counters_size > self.max_buffered_bytes
         if full:
             self._send_early()
@@ -79,7 +78,7 @@ class MetricsBuffer:
                 counters, self._counters, self._counters_size = self._counters, {}, 0
         lines.extend(counter_line(name, delta, rate) for (name, rate), delta in counters.items())
         if lines:
-            self.transport.send(lines)
+            self.transport.send(b"\n".join(lines))
 
     def __len__(self) -> int:
         """Number of lines a flush would send now."""

@@ -11,7 +11,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from typing import Protocol, Union
 
 from exporters.statsd.wire import DEFAULT_MAX_DATAGRAM_SIZE, pack_datagrams
@@ -25,8 +24,8 @@ Address = Union[tuple[str, int], str]
 class Transport(Protocol):
     """Something that sends statsd lines."""
 
-    def send(self, lines: Sequence[bytes]) -> None:
-        """Send the lines; never raises for a delivery problem."""
+    def send(self, serialized: bytes) -> None:
+        """Send one or more lines joined by ``\\n``; never raises for a delivery problem."""
 
 
 class RateLimitedLog:
@@ -57,10 +56,10 @@ class RateLimitedLog:
 class NullTransport:
     """A transport that discards every line (logged at debug level)."""
 
-    def send(self, lines: Sequence[bytes]) -> None:
+    def send(self, serialized: bytes) -> None:
         """Discard the lines."""
         if logger.isEnabledFor(logging.DEBUG):
-            for line in lines:
+            for line in serialized.split(b"\n"):
                 logger.debug("Would send metric %r", line)
 
 
@@ -100,9 +99,12 @@ class UDPTransport:
         self._next_connect = 0.0
         self._lock = threading.Lock()
 
-    def send(self, lines: Sequence[bytes]) -> None:
-        """Send the lines in as few datagrams as fit; never raises."""
-        for datagram in pack_datagrams(lines, self.max_datagram_size):
+    def send(self, serialized: bytes) -> None:
+        """Send lines joined by ``\\n`` in as few datagrams as fit; never raises."""
+        if len(serialized) <= self.max_datagram_size:
+            self._send_datagram(serialized)
+            return
+        for datagram in pack_datagrams(serialized.split(b"\n"), self.max_datagram_size):
             self._send_datagram(datagram)
 
     def close(self) -> None:
