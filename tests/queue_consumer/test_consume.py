@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -212,3 +213,39 @@ def test_invalid_trace_headers_start_a_new_trace(
     (span,) = recorder.named(names.queue)
     assert span.parent is None
     assert span.context.span_id != 1
+
+
+def test_each_message_is_measured_as_a_request(
+    baseplate: Baseplate,
+    exchange: kombu.Exchange,
+    names: Any,
+    publish: Callable[..., None],
+) -> None:
+    from baseplate import metrics
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    port = receiver.getsockname()[1]
+    baseplate.configure_metrics(metrics.make_client("svc", f"127.0.0.1:{port}"))
+    declare_queue(exchange, names.queue, ["key"])
+    publish("work", "key")
+    publish("stop", "key")
+
+    def handler(context: Any, body: Any, message: Message) -> None:
+        context.metrics.counter("handled").increment()
+        if message.decode() == "stop":
+            raise StopConsuming
+
+    run_consume(baseplate, exchange, names.queue, ["key"], handler)
+
+    try:
+        lines = [receiver.recv(65536).decode().split("\n") for _ in range(2)]
+    finally:
+        receiver.close()
+    server = f"svc.server.{names.queue}"
+    for request_lines, outcome in zip(lines, ("success", "failure"), strict=True):
+        kinds = sorted(
+            line.split(":", 1)[0] + "|" + line.rsplit("|", 1)[1] for line in request_lines
+        )
+        assert kinds == sorted([f"{server}|ms", f"{server}.{outcome}|c", "svc.handled|c"])
