@@ -114,7 +114,7 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
         """Make the request's context object and its server span (not started yet)."""
         headers = _headers_of(server_context)
         context = RequestContext()
-        context.headers = headers  # type: ignore[attr-defined]
+        context.headers = dict(headers)  # type: ignore[attr-defined]
 
         trace_info: TraceInfo | None = None
         try:
@@ -123,20 +123,8 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
         except Exception:
             self.logger.warning("Ignoring unreadable trace headers in %r call", fn_name)
 
-        edge_payload = headers.get(EDGE_REQUEST_HEADER) or None
         # Kept raw as well, so that it is passed on downstream even if it is not understood.
-        context.raw_request_context = edge_payload  # type: ignore[attr-defined]
-        if self.edge_context_factory is not None:
-            try:
-                edge_context = self.edge_context_factory.from_upstream(edge_payload)
-                edge_context.attach_context(context)
-            except Exception:
-                self.logger.warning(
-                    "Ignoring invalid %s header in %r call",
-                    EDGE_REQUEST_HEADER.decode(),
-                    fn_name,
-                    exc_info=True,
-                )
+        context.raw_request_context = headers.get(EDGE_REQUEST_HEADER) or None  # type: ignore[attr-defined]
 
         self.baseplate.make_server_span(context, name=fn_name, trace_info=trace_info)
         return context
@@ -144,6 +132,20 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
     def postRead(self, handler_context: Any, fn_name: str, args: tuple[Any, ...]) -> None:
         self.logger.debug("Handling: %r", fn_name)
         handler_context.trace.start()
+        # After start, as in the other integrations: the edge context then lives exactly as
+        # long as the server span.
+        edge_payload = getattr(handler_context, "raw_request_context", None)
+        if edge_payload is not None and self.edge_context_factory is not None:
+            try:
+                edge_context = self.edge_context_factory.from_upstream(edge_payload)
+                edge_context.attach_context(handler_context)
+            except Exception:
+                self.logger.warning(
+                    "Ignoring invalid %s header in %r call",
+                    EDGE_REQUEST_HEADER.decode(),
+                    fn_name,
+                    exc_info=True,
+                )
 
     def handlerDone(self, handler_context: Any, fn_name: str, result: Any) -> None:
         handler_context.trace.finish()
