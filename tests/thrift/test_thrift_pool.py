@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -391,3 +394,54 @@ class TestFromConfig:
     def test_prefix_must_end_with_dot(self) -> None:
         with pytest.raises(ValueError, match="prefix"):
             thrift_pool_from_config({"svc.endpoint": "localhost:1"}, "svc")
+
+
+GEVENT_CLIENT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import socket
+import sys
+
+import gevent
+from thrift.transport.TTransport import TTransportException
+
+from baseplate.config import EndpointConfiguration, InternetAddress
+from baseplate.thrift.gen.baseplate import BaseplateService
+from baseplate.thrift_pool import ThriftConnectionPool
+
+endpoint = EndpointConfiguration(socket.AF_INET, InternetAddress("127.0.0.1", int(sys.argv[1])))
+pool = ThriftConnectionPool(endpoint, size=2, timeout=5)
+
+
+def call():
+    with pool.connection() as protocol:
+        return BaseplateService.Client(protocol).is_healthy()
+
+
+greenlets = [gevent.spawn(call) for _ in range(20)]
+gevent.joinall(greenlets, raise_error=True)
+assert [g.value for g in greenlets] == [True] * 20
+assert pool.checked_out == 0
+
+pool.timeout = 0.05
+with pool.connection(), pool.connection():
+    waiter = gevent.spawn(call)
+    waiter.join()
+    assert isinstance(waiter.exception, TTransportException), waiter.exception
+print("ok")
+"""
+
+
+def test_pool_under_gevent(child_server: Any, unused_port: int) -> None:
+    child_server(unused_port)
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_CLIENT, str(unused_port)],
+        env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[2])),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
