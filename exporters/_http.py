@@ -7,6 +7,7 @@ connection alive between posts and applies a timeout to connecting, sending and 
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import urllib.parse
 
@@ -33,6 +34,8 @@ class JsonPoster:
             self._path += "?" + parsed.query
         self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
         self._connection: http.client.HTTPConnection | None = None
+        self._in_flight: http.client.HTTPConnection | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def post(self, body: bytes) -> int:
@@ -42,9 +45,12 @@ class JsonPoster:
         when the collector cannot be reached or does not answer in time.
         """
         with self._lock:
+            if self._closed:
+                raise ConnectionAbortedError(f"poster for {self.url} is closed")
             connection = self._connection
             if connection is None:
                 connection = self._connect()
+            self._in_flight = connection
             try:
                 connection.request("POST", self._path, body=body, headers=self._headers)
                 response = connection.getresponse()
@@ -53,6 +59,8 @@ class JsonPoster:
                 connection.close()
                 self._connection = None
                 raise
+            finally:
+                self._in_flight = None
             if response.will_close:
                 connection.close()
                 self._connection = None
@@ -61,11 +69,22 @@ class JsonPoster:
             return response.status
 
     def close(self) -> None:
-        """Close the kept-alive connection, if any."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        """Close the connection, aborting a post in progress; later posts raise.
+
+        Does not wait for a post in progress (it may be stuck on a hanging collector): its
+        socket is shut down, which makes that post fail at once.
+        """
+        self._closed = True
+        for connection in (self._in_flight, self._connection):
+            if connection is None:
+                continue
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            connection.close()
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
