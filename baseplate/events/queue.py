@@ -20,6 +20,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Optional, Union
 
+from baseplate.context import ContextFactory
 from baseplate.message_queue import InvalidParametersError, MessageQueue, TimedOutError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class EventQueueFullError(EventError):
     def __init__(self, name: str = "") -> None:
         queue = f" {name!r}" if name else ""
         super().__init__(f"The event queue{queue} is full.")
+
+
+_SECTION_NAMES = frozenset(kind.value for kind in FieldKind if kind.value is not None)
 
 
 def _check_serializable(key: str, value: Any) -> None:
@@ -146,6 +150,8 @@ class Event:
             the field belongs in when serialized.
         :raises TypeError: ``value`` cannot be serialized as JSON; the message names the
             field.
+        :raises ValueError: a NORMAL field is named like a payload section
+            (``obfuscated_data`` or ``interana_excluded``).
         """
         if value is None or (isinstance(value, str) and value == ""):
             return
@@ -159,6 +165,11 @@ class Event:
             )
             kind = FieldKind.OBFUSCATED
 
+        if kind is FieldKind.NORMAL and key in _SECTION_NAMES:
+            raise ValueError(
+                f"event field {key!r}: the name is reserved for a payload section; "
+                "give the field another name"
+            )
         _check_serializable(key, value)
         self.payload[key] = value
         self.payload_types[key] = kind
@@ -202,7 +213,10 @@ def serialize_v2_event(event: Any) -> bytes:
     The struct is written with Thrift's TJSONProtocol.
 
     :param event: A Thrift struct from the event schemas.
+    :raises TypeError: ``event`` is not a Thrift struct.
     """
+    if not callable(getattr(event, "write", None)):
+        raise TypeError(f"a v2 event must be a Thrift struct, got {type(event).__name__}")
     # thrift is an optional dependency, needed only by applications sending v2 events.
     from thrift import TSerialization
     from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
@@ -234,7 +248,7 @@ class DebugLogger(EventLogger):
         self.logger.debug("Would send event: %s", kwargs)
 
 
-class EventQueue:
+class EventQueue(ContextFactory):
     """A queue to transfer events to the publisher.
 
     :param name: The name of the event queue to send to. This specifies which publisher
