@@ -276,18 +276,21 @@ class KombuConsumer(BaseKombuConsumer):
     """
 
     def get_message(  # type: ignore[override]
-        self, server_span: Span, timeout: float | None = None
+        self, server_span: Span | None = None, timeout: float | None = None
     ) -> Message:
         """Return a single message, inside a ``kombu.get_message`` child span.
 
         The child span is tagged with the message's ``routing_key``, ``consumer_tag``,
         ``delivery_tag`` and ``exchange``.
 
-        :param server_span: The span of the work the message is for.
+        :param server_span: The span of the work the message is for (without one, nothing
+            is recorded).
         :param timeout: The maximum time to wait in seconds, or ``None`` to wait as long as
             it takes.
         :raises queue.Empty: No message arrived within ``timeout``.
         """
+        if server_span is None:
+            return BaseKombuConsumer.get_message(self, timeout)
         child_span = server_span.make_child("kombu.get_message")
         child_span.set_tag("kind", "consumer")
         with child_span:

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from baseplate.core import Baseplate, RequestContext
 from baseplate.queue_consumer import BaseKombuConsumer, KombuConsumer
 
-from .conftest import RecordingProcessor, declare_queue, queue_depth, wait_for
+from .conftest import AMQP_URL, RecordingProcessor, declare_queue, queue_depth, wait_for
 
 
 @pytest.fixture
@@ -156,3 +156,68 @@ def test_kombu_consumer_records_a_child_span_per_call(
         "exchange": names.exchange,
     }
     assert get_batch.attributes["message_count"] == 2  # type: ignore[index]
+
+
+def test_kombu_consumer_without_a_span_records_nothing(
+    connection: kombu.Connection,
+    exchange: kombu.Exchange,
+    names: Any,
+    publish: Callable[..., None],
+    recorder: RecordingProcessor,
+    stop_consumers: list[BaseKombuConsumer],
+) -> None:
+    message_queue = declare_queue(exchange, names.queue, ["key"])
+    publish("plain", "key")
+    consumer = KombuConsumer.new(connection, [message_queue])
+    stop_consumers.append(consumer)
+
+    message = consumer.get_message(timeout=20)
+    message.ack()
+
+    assert message.decode() == "plain"
+    assert recorder.ended == []
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+
+import sys
+import gevent
+import kombu
+from baseplate.queue_consumer import BaseKombuConsumer
+
+exchange = kombu.Exchange(sys.argv[2], "direct", durable=False)
+message_queue = kombu.Queue(sys.argv[3], exchange=exchange, routing_key="key")
+consumer = BaseKombuConsumer.new(kombu.Connection(sys.argv[1]), [message_queue])
+ticks = []
+ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(20)])
+message = consumer.get_message(timeout=20)
+message.ack()
+ticker.join()
+consumer.stop()
+print(type(consumer.worker_thread).__module__, message.decode(), len(ticks))
+"""
+
+
+def test_works_under_gevent(
+    exchange: kombu.Exchange, names: Any, publish: Callable[..., None]
+) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    declare_queue(exchange, names.queue, ["key"])
+    publish("from a greenlet", "key")
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, AMQP_URL, names.exchange, names.queue],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    # The pump is a greenlet, and other greenlets kept running while it waited.
+    assert result.stdout.split() == ["gevent.threading", "from", "a", "greenlet", "20"]
