@@ -33,6 +33,7 @@ statsd outage is logged (rate-limited) and the metrics are dropped.
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Mapping
@@ -63,7 +64,9 @@ def _encode_namespace(namespace: Union[str, bytes]) -> bytes:
     return metric_name(namespace)
 
 
+@functools.lru_cache(maxsize=4096)
 def _full_name(namespace: bytes, name: str) -> bytes:
+    # Cached: the same few names are built on every request.
     return metric_name(namespace.decode("ascii"), name)
 
 

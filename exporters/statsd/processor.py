@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, Optional, Protocol, TypeVar
+from typing import Generic, NamedTuple, Optional, Protocol, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -100,6 +100,16 @@ def span_metric_name(span: ReadableSpan) -> bytes | None:
     if not component:
         return None
     return safe_metric_name(str(component), span.name)
+
+
+class _SpanNames(NamedTuple):
+    timer: str
+    success: str
+    failure: str
+
+
+# Span names repeat on every request; building metric names is the costly part of a span.
+_NAMES_CACHE_SIZE = 4096
 
 
 def is_baseplate_span(span: ReadableSpan) -> bool:
@@ -166,6 +176,7 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         self._pending: dict[tuple[int, int], _Batch] = {}
         self._lock = threading.Lock()
         self._errors = RateLimitedLog(logger)
+        self._names: dict[tuple[SpanKind, str, object], _SpanNames | None] = {}
 
     def batch_for_request(self, trace_id: int, span_id: int) -> _Batch:
         """Return the batch that is sent when the server span with these ids ends.
@@ -271,17 +282,33 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         if is_root:
             request.ended = True
 
-        name = span_metric_name(span) if is_baseplate_span(span) else None
-        if name is not None:
+        names = self._names_of(span) if is_baseplate_span(span) else None
+        if names is not None:
             batch = self._batch_of(request)
-            metric = name.decode("ascii")
             if span.start_time is not None and span.end_time is not None:
-                batch.timer(metric).send((span.end_time - span.start_time) / 1e9)
+                batch.timer(names.timer).send((span.end_time - span.start_time) / 1e9)
             if span.kind is not SpanKind.INTERNAL:
                 failed = span.status.status_code is StatusCode.ERROR
-                batch.counter(metric + (".failure" if failed else ".success")).increment()
+                batch.counter(names.failure if failed else names.success).increment()
         if request.ended and request.batch is not None:
             self._flush(request.batch)
+
+    def _names_of(self, span: ReadableSpan) -> _SpanNames | None:
+        component = (span.attributes or {}).get(ATTR_COMPONENT)
+        key = (span.kind, span.name, component)
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        name = span_metric_name(span)
+        names = None
+        if name is not None:
+            timer = name.decode("ascii")
+            names = _SpanNames(timer, timer + ".success", timer + ".failure")
+        if len(self._names) >= _NAMES_CACHE_SIZE:
+            self._names.clear()
+        self._names[key] = names
+        return names
 
     def _forget(
         self, trace_id: int, span_id: int, start_time: int | None

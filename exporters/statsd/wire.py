@@ -65,17 +65,17 @@ def safe_metric_name(*parts: str) -> bytes:
 
 
 def format_value(value: float) -> bytes:
-    """Format a metric value the way statsd reads it: integral values without a fraction.
+    """Format a metric value the way statsd reads it: no exponent, no needless fraction.
 
     Values are rounded to six decimal places. Raises :exc:`ValueError` for NaN and infinity.
     """
+    if type(value) is int:
+        return b"%d" % value
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"metric value must be a finite number, got {value!r}")
-    number = round(number, 6)
-    if number.is_integer() and abs(number) < 1e15:
-        return b"%d" % number
-    return repr(number).encode("ascii")
+    text = (b"%.6f" % number).rstrip(b"0").rstrip(b".")
+    return b"0" if text == b"-0" else text
 
 
 def counter_line(name: bytes, delta: float, sample_rate: float = 1.0) -> bytes:
