@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from statsd_helpers import UDPReceiver, free_port, running_statsd
 
 from baseplate import config, metrics, metrics_client_from_config
 from exporters.statsd import (
@@ -23,6 +22,7 @@ from exporters.statsd import (
     pack_datagrams,
     safe_metric_name,
 )
+from tests.statsd_helpers import UDPReceiver, free_port, running_statsd
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
-from statsd_helpers import UDPReceiver
 
 from baseplate import config, metrics
 from baseplate.core import Baseplate, RequestContext, TraceInfo
@@ -24,6 +23,7 @@ from baseplate.diagnostics.metrics import MetricsBaseplateObserver
 from exporters.statsd import StatsdSpanProcessor
 from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import ATTR_COMPONENT, TRACER_NAME
+from tests.statsd_helpers import UDPReceiver
 
 MS = 1_000_000  # nanoseconds
 
