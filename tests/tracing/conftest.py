@@ -67,6 +67,8 @@ class Receiver:
     server: http.server.ThreadingHTTPServer
     status: int = 202
     requests: list[Received] = field(default_factory=list)
+    #: Statuses to answer first, one per request, before falling back to ``status``.
+    answers: collections.deque[int] = field(default_factory=collections.deque)
 
     @property
     def url(self) -> str:
@@ -92,7 +94,8 @@ def _start_receiver() -> tuple[Receiver, threading.Thread]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             receiver.requests.append(Received(self.path, dict(self.headers), body))
-            self.send_response(receiver.status)
+            status = receiver.answers.popleft() if receiver.answers else receiver.status
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

@@ -118,6 +118,8 @@ class ZipkinPublisher:
         self.sent_spans = 0
         #: Spans dropped after a 4xx answer or after the last attempt failed.
         self.dropped_spans = 0
+        #: Set when the daemon is stopping: failed posts are not retried any more.
+        self.stopping = False
 
     def publish(self, body: bytes, count: int) -> bool:
         """Post one batch; return whether Zipkin accepted it. Never raises for I/O errors."""
@@ -125,7 +127,9 @@ class ZipkinPublisher:
             return True
         logger.info("sending batch of %d spans", count)
         policy = RetryPolicy.new(attempts=self.retry_limit, backoff=self.retry_backoff)
-        for _ in policy:
+        for attempt, _ in enumerate(policy):
+            if attempt and self.stopping:
+                break
             try:
                 status = self._poster.post(body)
             except Exception as exc:
@@ -139,7 +143,7 @@ class ZipkinPublisher:
                 self.dropped_spans += count
                 return False
             logger.warning("Zipkin answered HTTP %d; retrying", status)
-        logger.error("dropped %d spans after %d attempts", count, self.retry_limit)
+        logger.error("dropped %d spans that could not be posted", count)
         self.dropped_spans += count
         return False
 
@@ -179,25 +183,26 @@ def parse_publisher_config(raw_config: dict[str, str]) -> config.ConfigNamespace
     )
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
-
-
 def run(queue: Any, batch: TraceBatch, publisher: ZipkinPublisher) -> None:
-    """Move spans from ``queue`` to ``publisher`` until SIGTERM/SIGINT, then send what is left."""
+    """Move spans from ``queue`` to ``publisher`` until SIGTERM/SIGINT, then send what is left.
+
+    After the signal, a post in progress gets no more retries and the last batch one attempt.
+    """
     import posix_ipc
 
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        publisher.stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while True:
+        while not stopping:
             try:
                 message, _ = queue.receive(timeout=0.2)
-            except posix_ipc.BusyError:
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
                 message = None
             if message is not None and not batch.fits(message):
                 publisher.publish(batch.serialize(), len(batch))
@@ -207,14 +212,12 @@ def run(queue: Any, batch: TraceBatch, publisher: ZipkinPublisher) -> None:
             if batch.is_due():
                 publisher.publish(batch.serialize(), len(batch))
                 batch.reset()
-    except _Stop:
-        pass
+        if len(batch):
+            publisher.publish(batch.serialize(), len(batch))
+            batch.reset()
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if len(batch):
-        publisher.publish(batch.serialize(), len(batch))
-        batch.reset()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def publish_traces(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,241 @@
+"""The sidecar exporter on a real POSIX message queue, and the trace publisher daemon."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import posix_ipc
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from baseplate.diagnostics.tracing.publisher import TraceBatch
+from exporters.sidecar import SidecarExporter, trace_queue_path
+from otel_bridge import semconv
+
+from .conftest import Receiver, SpanMaker, wait_for
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000_000_000_000  # ns
+ENDPOINT = '{"serviceName": "my-service", "ipv4": "10.0.0.7"}'
+
+
+def read_messages(queue_name: str) -> list[bytes]:
+    queue = posix_ipc.MessageQueue(trace_queue_path(queue_name))
+    messages = []
+    try:
+        while True:
+            message, _ = queue.receive(timeout=0)
+            messages.append(message)
+    except posix_ipc.BusyError:
+        pass
+    finally:
+        queue.close()
+    return messages
+
+
+def make_request(spans: SpanMaker) -> None:
+    """A server span (id 0xA1) with a client child (0xB2, failed) and a local child (0xC3)."""
+    tracer = spans.tracer
+    spans.ids.trace_ids.append(0x1234)
+    spans.ids.span_ids.extend([0xA1, 0xB2, 0xC3])
+    server = tracer.start_span("GET /things", kind=SpanKind.SERVER, start_time=T0)
+    server.set_attribute("http.status_code", 200)
+    parent = trace.set_span_in_context(server)
+    client = tracer.start_span("redis.GET", parent, kind=SpanKind.CLIENT, start_time=T0 + 1_000_000)
+    client.set_status(Status(StatusCode.ERROR, "timeout"))
+    client.end(end_time=T0 + 3_000_000)
+    local = tracer.start_span(
+        "render",
+        parent,
+        kind=SpanKind.INTERNAL,
+        attributes={semconv.ATTR_COMPONENT: "templates", "cached": False},
+        start_time=T0 + 4_000_000,
+    )
+    local.end(end_time=T0 + 9_000_000)
+    server.end(end_time=T0 + 12_000_000)
+
+
+def test_spans_are_zipkin_v1_messages_on_the_queue(spans: SpanMaker, trace_queue_name: str) -> None:
+    make_request(spans)
+    exporter = SidecarExporter("my-service", trace_queue_name, ipv4="10.0.0.7")
+
+    assert exporter.export(spans.finished()) is SpanExportResult.SUCCESS
+
+    client, local, server = read_messages(trace_queue_name)
+    assert (
+        client
+        == (
+            '{"traceId": 4660, "name": "redis.GET", "id": 178, "timestamp": 1700000000001000, '
+            '"duration": 2000, "annotations": ['
+            f'{{"endpoint": {ENDPOINT}, "timestamp": 1700000000001000, "value": "cs"}}, '
+            f'{{"endpoint": {ENDPOINT}, "timestamp": 1700000000003000, "value": "cr"}}], '
+            f'"binaryAnnotations": [{{"key": "error", "value": true, "endpoint": {ENDPOINT}}}], '
+            '"parentId": 161}'
+        ).encode()
+    )
+    assert (
+        local
+        == (
+            '{"traceId": 4660, "name": "render", "id": 195, "timestamp": 1700000000004000, '
+            '"duration": 5000, "annotations": [], "binaryAnnotations": ['
+            f'{{"key": "lc", "value": "templates", "endpoint": {ENDPOINT}}}, '
+            f'{{"key": "cached", "value": false, "endpoint": {ENDPOINT}}}], '
+            '"parentId": 161}'
+        ).encode()
+    )
+    assert (
+        server
+        == (
+            '{"traceId": 4660, "name": "GET /things", "id": 161, "timestamp": 1700000000000000, '
+            '"duration": 12000, "annotations": ['
+            f'{{"endpoint": {ENDPOINT}, "timestamp": 1700000000000000, "value": "sr"}}, '
+            f'{{"endpoint": {ENDPOINT}, "timestamp": 1700000000012000, "value": "ss"}}], '
+            f'"binaryAnnotations": [{{"key": "http.status_code", "value": "200", '
+            f'"endpoint": {ENDPOINT}}}], '
+            '"parentId": 0}'
+        ).encode()
+    )
+    assert exporter.sent_spans == 3
+
+
+def test_oversize_span_is_dropped_and_counted(spans: SpanMaker, trace_queue_name: str) -> None:
+    exporter = SidecarExporter("svc", trace_queue_name)
+    with spans.tracer.start_as_current_span("huge") as span:
+        span.set_attribute("blob", "x" * (exporter.max_span_size + 1))
+    with spans.tracer.start_as_current_span("small"):
+        pass
+
+    assert exporter.export(spans.finished()) is SpanExportResult.FAILURE
+
+    assert exporter.oversize_spans == 1
+    assert [json.loads(m)["name"] for m in read_messages(trace_queue_name)] == ["small"]
+
+
+def test_full_queue_drops_without_blocking(spans: SpanMaker, trace_queue_name: str) -> None:
+    # A small queue, as an operator with default kernel limits would have.
+    exporter = SidecarExporter("svc", trace_queue_name, max_messages=5, max_message_size=4096)
+    for index in range(8):
+        with spans.tracer.start_as_current_span(f"op-{index}"):
+            pass
+
+    assert exporter.export(spans.finished()) is SpanExportResult.FAILURE
+
+    assert exporter.sent_spans == 5
+    assert exporter.queue_full_spans == 3
+    assert exporter.dropped_spans == 3
+    assert len(read_messages(trace_queue_name)) == 5
+
+
+def test_bad_queue_name_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        trace_queue_path("a/b")
+
+
+def test_trace_batch_respects_its_size() -> None:
+    batch = TraceBatch(max_size=20)
+    assert batch.fits(b"x" * 100)  # an empty batch takes even an oversize span
+    batch.add(b'{"a": 1}')
+    assert batch.fits(b'{"b": 2}')
+    batch.add(b'{"b": 2}')
+    assert not batch.fits(b"{}")
+    assert batch.serialize() == b'[{"a": 1},{"b": 2}]'
+    assert len(batch.serialize()) <= 20
+
+
+# -- the publisher daemon -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def publisher(
+    tmp_path: pathlib.Path, receiver: Receiver, trace_queue_name: str
+) -> Iterator[subprocess.Popen]:
+    config = tmp_path / "publisher.ini"
+    config.write_text(
+        f"[trace-publisher:{trace_queue_name}]\n"
+        f"zipkin_api_url = {receiver.url}/api/v1\n"
+        "post_timeout = 2\n"
+        "max_batch_size = 1200\n"
+        "retry_limit = 3\n"
+    )
+    # The queue exists before the publisher starts, as when services started first.
+    SidecarExporter("svc", trace_queue_name).shutdown()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "baseplate.diagnostics.tracing.publisher",
+            str(config),
+            "--queue-name",
+            trace_queue_name,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    process.stderr.close()
+
+
+def test_publisher_posts_queued_spans_to_zipkin(
+    publisher: subprocess.Popen, receiver: Receiver, spans: SpanMaker, trace_queue_name: str
+) -> None:
+    make_request(spans)
+    exporter = SidecarExporter("my-service", trace_queue_name, ipv4="10.0.0.7")
+    exporter.export(spans.finished())
+
+    wait_for(lambda: len(receiver.spans()) == 3)
+
+    assert {request.path for request in receiver.requests} == {"/api/v1/spans"}
+    assert all(len(request.body) <= 1200 for request in receiver.requests)
+    assert receiver.requests[0].headers["Content-Type"] == "application/json"
+    names = sorted(span["name"] for span in receiver.spans())
+    assert names == ["GET /things", "redis.GET", "render"]
+    server = next(span for span in receiver.spans() if span["name"] == "GET /things")
+    assert server["traceId"] == 0x1234 and server["id"] == 0xA1 and server["parentId"] == 0
+
+    publisher.send_signal(signal.SIGTERM)
+    assert publisher.wait(10) == 0
+
+
+def test_publisher_retries_server_errors(
+    publisher: subprocess.Popen, receiver: Receiver, spans: SpanMaker, trace_queue_name: str
+) -> None:
+    receiver.answers.extend([500, 503])
+    with spans.tracer.start_as_current_span("retried"):
+        pass
+    SidecarExporter("svc", trace_queue_name).export(spans.finished())
+
+    wait_for(lambda: len(receiver.requests) == 3)
+
+    assert len({request.body for request in receiver.requests}) == 1
+    assert [span["name"] for span in receiver.requests[-1].json()] == ["retried"]
+    publisher.send_signal(signal.SIGTERM)
+    assert publisher.wait(10) == 0
+
+
+def test_publisher_rejects_a_bad_config(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "publisher.ini"
+    config.write_text("[trace-publisher:main]\nzipkin_api_url = http://zipkin\npost_timeout = x\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "baseplate.diagnostics.tracing.publisher", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "post_timeout" in result.stderr
