@@ -32,7 +32,7 @@ from opentelemetry.trace import (
 from otel_bridge import provider as _provider
 from otel_bridge.context import ExcInfo, activate, deactivate, end_with_exception
 from otel_bridge.ids import SpanPreset, new_id, reset_preset, set_preset
-from otel_bridge.propagation import UPSTREAM_PARENT_KEY
+from otel_bridge.propagation import SAMPLING_UNDECIDED_KEY, UPSTREAM_PARENT_KEY
 from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import (
     ATTR_COMPONENT,
@@ -151,7 +151,9 @@ def trace_info_from_context(ctx: Context) -> TraceInfo | None:
     span_context = trace.get_current_span(ctx).get_span_context()
     if not span_context.is_valid or not span_context.is_remote:
         return None
-    sampled = bool(span_context.trace_flags.sampled)
+    sampled: bool | None = bool(span_context.trace_flags.sampled)
+    if ctx.get(SAMPLING_UNDECIDED_KEY):
+        sampled = None
     flags = flags_of(span_context) or None
     upstream_parent = ctx.get(UPSTREAM_PARENT_KEY)
     trace_id = span_context.trace_id

@@ -10,9 +10,10 @@ Formats (see WIRE.md):
 * B3 multi (``X-B3-*`` in hex) and single (``b3``), and W3C ``traceparent``.
 
 Ids are unsigned decimal integers; trace, parent and span must all be present and valid or
-the request starts a new trace. Baseplate headers carry both the span id the callee must use
-(shared-span model) and its parent; the parent travels in the extracted context under
-:data:`UPSTREAM_PARENT_KEY`.
+the request starts a new trace. A missing ``Sampled`` means the caller has not decided:
+``tracing.sample_rate`` decides (see :data:`SAMPLING_UNDECIDED_KEY`). Baseplate headers
+carry both the span id the callee must use (shared-span model) and its parent; the parent
+travels in the extracted context under :data:`UPSTREAM_PARENT_KEY`.
 
 When several formats arrive, W3C wins over the others unless they describe the same span.
 An ``X-B3-*`` value of exactly 16 or 32 hex digits is read as standard (hex) B3; any other
@@ -59,6 +60,9 @@ EDGE_REQUEST_THRIFT_HEADER = "Edge-Request"
 
 #: Context key holding the upstream parent span id of a span extracted from baseplate headers.
 UPSTREAM_PARENT_KEY = create_key("baseplate-upstream-parent-id")
+#: Context key set when baseplate headers carried no ``Sampled``: the caller did not decide,
+#: so ``tracing.sample_rate`` does.
+SAMPLING_UNDECIDED_KEY = create_key("baseplate-sampling-undecided")
 
 _MAX_64 = 2**64
 _MAX_128 = 2**128
@@ -187,6 +191,7 @@ def _remote_context(
     sampled: bool,
     flags: int,
     upstream_parent: int | None = None,
+    undecided: bool = False,
 ) -> Context:
     debug = bool(flags & FLAG_DEBUG)
     span_context = SpanContext(
@@ -199,6 +204,8 @@ def _remote_context(
     ctx = trace.set_span_in_context(NonRecordingSpan(span_context), context)
     if upstream_parent is not None:
         ctx = set_value(UPSTREAM_PARENT_KEY, upstream_parent, ctx)
+    if undecided and not debug:
+        ctx = set_value(SAMPLING_UNDECIDED_KEY, True, ctx)
     return ctx
 
 
@@ -252,8 +259,11 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         if not trace_id or not span_id or parent_id is None:
             return context
         flags = parse_decimal_id(values["flags"]) or 0
-        sampled = values["sampled"] in ("1", "true", "True")
-        return _remote_context(context, trace_id, span_id, sampled, flags, parent_id)
+        sampled_text = values["sampled"]
+        sampled = sampled_text in ("1", "true", "True")
+        return _remote_context(
+            context, trace_id, span_id, sampled, flags, parent_id, undecided=sampled_text is None
+        )
 
     def _primary_present(self, getter: Getter[Any], carrier: Any) -> bool:
         return _first(getter, carrier, self.header_names["trace"][0]) is not None
@@ -594,6 +604,7 @@ _http = _from_environment(thrift=False)
 _thrift = _from_environment(thrift=True)
 
 __all__ = [
+    "SAMPLING_UNDECIDED_KEY",
     "UPSTREAM_PARENT_KEY",
     "B3MultiPropagator",
     "B3SinglePropagator",

@@ -15,6 +15,7 @@ from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
 from opentelemetry.util.types import Attributes
 
 from otel_bridge.ids import current_preset
+from otel_bridge.propagation import SAMPLING_UNDECIDED_KEY
 from otel_bridge.semconv import FLAG_DEBUG, flags_from_trace_state
 
 _MAX_64 = 2**64
@@ -73,6 +74,10 @@ class BaseplateSampler(Sampler):
             return SamplingResult(_decision(preset.sampled), attributes, state)
 
         parent = get_current_span(parent_context).get_span_context()
+        if parent.is_valid and parent.is_remote and _undecided(parent_context):
+            return SamplingResult(
+                _decision(self.samples_new_trace(trace_id)), attributes, parent.trace_state
+            )
         if parent.is_valid:
             sampled = bool(parent.trace_flags.sampled) or bool(
                 flags_from_trace_state(parent.trace_state) & FLAG_DEBUG
@@ -83,6 +88,10 @@ class BaseplateSampler(Sampler):
 
     def get_description(self) -> str:
         return f"BaseplateSampler{{rate={self._sample_rate}}}"
+
+
+def _undecided(parent_context: Context | None) -> bool:
+    return parent_context is not None and bool(parent_context.get(SAMPLING_UNDECIDED_KEY))
 
 
 def _decision(sampled: bool) -> Decision:

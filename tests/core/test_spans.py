@@ -18,6 +18,7 @@ from baseplate.core import (
     Span,
     SpanObserver,
     TraceInfo,
+    trace_info_from_context,
 )
 from otel_bridge.semconv import ATTR_COMPONENT, ATTR_LOG_PAYLOAD, TRACER_NAME, flags_of
 
@@ -387,3 +388,29 @@ def test_span_repr_names_ids(baseplate: Baseplate) -> None:
     )
     assert "trace_id=1" in repr(span) and "span_id=3" in repr(span)
     assert format_span_id(3).endswith("3")
+
+
+def test_missing_sampled_header_leaves_it_to_the_rate(baseplate: Baseplate) -> None:
+    from otel_bridge.propagation import BaseplateHTTPPropagator
+
+    headers = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66"}
+    for rate, expected in ((0.0, False), (1.0, True)):
+        baseplate.sampler.sample_rate = rate
+        info = trace_info_from_context(BaseplateHTTPPropagator().extract(headers))
+        assert info is not None and info.sampled is None
+        assert baseplate.make_server_span(RequestContext(), "h", info).sampled is expected
+
+
+def test_vendor_span_under_undecided_headers_uses_the_rate(provider: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_bridge.propagation import BaseplateHTTPPropagator
+    from otel_bridge.sampling import BaseplateSampler
+
+    headers = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66"}
+    ctx = BaseplateHTTPPropagator().extract(headers)
+    for rate in (0.0, 1.0):
+        tracer = TracerProvider(sampler=BaseplateSampler(rate)).get_tracer("vendor")
+        span = tracer.start_span("GET /", context=ctx)
+        assert span.get_span_context().trace_flags.sampled is bool(rate)
+        span.end()
