@@ -36,6 +36,7 @@ def ensure_provider(service_name: str | None = None) -> TracerProvider:
     if isinstance(current, TracerProvider):
         if service_name:
             set_service_name(current, service_name)
+        _adopt(current)
         return current
     with _lock:
         current = trace.get_tracer_provider()
@@ -52,6 +53,29 @@ def ensure_provider(service_name: str | None = None) -> TracerProvider:
 
         install_default_propagator()
         return provider
+
+
+_adopted: set[int] = set()
+
+
+def _adopt(provider: TracerProvider) -> None:
+    """First sight of a provider someone else installed: make its clients speak baseplate.
+
+    A distro sets the global propagator from ``OTEL_PROPAGATORS`` or, when unset, its own
+    default (W3C only). Unless the variable is set explicitly, baseplate's composite
+    (baseplate headers, W3C, B3) replaces that default so vendor-instrumented clients also
+    send the headers legacy baseplate services read.
+    """
+    if id(provider) in _adopted:
+        return
+    with _lock:
+        if id(provider) in _adopted:
+            return
+        _adopted.add(id(provider))
+    if not os.environ.get("OTEL_PROPAGATORS"):
+        from otel_bridge.propagation import install_default_propagator
+
+        install_default_propagator()
 
 
 def set_service_name(provider: TracerProvider, service_name: str) -> None:
