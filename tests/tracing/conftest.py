@@ -93,7 +93,8 @@ def _start_receiver() -> tuple[Receiver, threading.Thread]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            receiver.requests.append(Received(self.path, dict(self.headers), body))
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            receiver.requests.append(Received(self.path, headers, body))
             status = receiver.answers.popleft() if receiver.answers else receiver.status
             self.send_response(status)
             self.send_header("Content-Length", "0")

@@ -199,7 +199,7 @@ def test_publisher_posts_queued_spans_to_zipkin(
 
     assert {request.path for request in receiver.requests} == {"/api/v1/spans"}
     assert all(len(request.body) <= 1200 for request in receiver.requests)
-    assert receiver.requests[0].headers["Content-Type"] == "application/json"
+    assert receiver.requests[0].headers["content-type"] == "application/json"
     names = sorted(span["name"] for span in receiver.spans())
     assert names == ["GET /things", "redis.GET", "render"]
     server = next(span for span in receiver.spans() if span["name"] == "GET /things")

@@ -47,7 +47,7 @@ def test_request_spans_are_valid_zipkin_v2(
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
     assert request.path == "/api/v2/spans"
-    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["content-type"] == "application/json"
     body = request.json()
     jsonschema.validate(body, zipkin_schema)
     by_name = {span["name"]: span for span in body}
