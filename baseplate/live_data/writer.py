@@ -124,7 +124,7 @@ def write_file_to_zookeeper(
     except NoAuthError:
         raise NodeAccessDeniedError(dest_path)
 
-    print("Wrote data to ZooKeeper.", file=out)
+    print("Wrote data to Zookeeper.", file=out)  # spelled as the 0.28 tool printed it
     return True
 
 

@@ -49,7 +49,7 @@ def test_cli_shows_a_unified_diff_and_writes_the_file(
         '+  "key": "two",\n'
         '   "same": true\n'
         " }\n"
-        "Wrote data to ZooKeeper.\n"
+        "Wrote data to Zookeeper.\n"
     )
     data, after = zk.get(node_path)
     assert data == NEW
