@@ -610,3 +610,28 @@ __all__ = [
     "TraceInfo",
     "trace_info_from_context",
 ]
+
+# The edge request context is documented as part of baseplate.core.
+from baseplate.edge_context import (  # noqa: E402
+    AuthenticationToken,
+    EdgeContextError,
+    EdgeRequestContext,
+    EdgeRequestContextFactory,
+    NoAuthenticationError,
+    OAuthClient,
+    Service,
+    Session,
+    User,
+)
+
+__all__ += [
+    "AuthenticationToken",
+    "EdgeContextError",
+    "EdgeRequestContext",
+    "EdgeRequestContextFactory",
+    "NoAuthenticationError",
+    "OAuthClient",
+    "Service",
+    "Session",
+    "User",
+]
