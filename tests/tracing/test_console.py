@@ -1,0 +1,102 @@
+"""The development console exporter: one readable tree with a waterfall per request."""
+
+from __future__ import annotations
+
+import io
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from exporters.console import ConsoleSpanExporter
+from otel_bridge import semconv
+
+from .conftest import SpanMaker
+
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+
+
+def request_with_children(spans: SpanMaker, trace_id: int = 0x1234) -> None:
+    """A 10 ms request: a 5 ms client call at 0 ms, a failed 2 ms local span at 6 ms."""
+    tracer = spans.tracer
+    spans.ids.trace_ids.append(trace_id)
+    server = tracer.start_span("GET /things", kind=SpanKind.SERVER, start_time=T0)
+    parent = trace.set_span_in_context(server)
+    client = tracer.start_span("redis.GET", parent, kind=SpanKind.CLIENT, start_time=T0)
+    client.end(end_time=T0 + 5 * MS)
+    local = tracer.start_span(
+        "render",
+        parent,
+        attributes={semconv.ATTR_COMPONENT: "templates"},
+        start_time=T0 + 6 * MS,
+    )
+    local.set_status(Status(StatusCode.ERROR))
+    local.end(end_time=T0 + 8 * MS)
+    server.end(end_time=T0 + 10 * MS)
+
+
+def test_request_is_printed_as_a_tree_with_a_waterfall(spans: SpanMaker) -> None:
+    request_with_children(spans)
+    out = io.StringIO()
+    exporter = ConsoleSpanExporter(out=out, bar_width=10)
+
+    exporter.export(spans.finished())
+
+    assert out.getvalue() == (
+        "trace 0000000000001234  GET /things  10.00 ms\n"
+        "  GET /things               10.00 ms  [##########]\n"
+        "  ├─ redis.GET               5.00 ms  [#####     ]\n"
+        "  └─ render (local) !error   2.00 ms  [      ##  ]\n"
+    )
+
+
+def test_nothing_is_printed_until_the_request_ends(spans: SpanMaker) -> None:
+    request_with_children(spans)
+    children, root = spans.finished()[:-1], spans.finished()[-1:]
+    out = io.StringIO()
+    exporter = ConsoleSpanExporter(out=out)
+
+    exporter.export(children)
+    assert out.getvalue() == ""
+
+    exporter.export(root)
+    assert out.getvalue().count("\n") == 4
+
+
+def test_each_request_gets_its_own_tree(spans: SpanMaker) -> None:
+    request_with_children(spans, trace_id=0x1)
+    request_with_children(spans, trace_id=0x2)
+    out = io.StringIO()
+
+    ConsoleSpanExporter(out=out).export(spans.finished())
+
+    text = out.getvalue()
+    assert text.count("trace 0000000000000001") == 1
+    assert text.count("trace 0000000000000002") == 1
+    assert text.count("redis.GET") == 2
+
+
+def test_held_spans_are_bounded(spans: SpanMaker) -> None:
+    out = io.StringIO()
+    exporter = ConsoleSpanExporter(out=out, max_pending_spans=3)
+    root = spans.tracer.start_span("never-ends", start_time=T0)
+    parent = trace.set_span_in_context(root)
+    for index in range(5):
+        child = spans.tracer.start_span(f"child-{index}", parent, start_time=T0 + index * MS)
+        child.end(end_time=T0 + (index + 1) * MS)
+
+    exporter.export(spans.finished())
+
+    assert exporter._pending_count <= 3
+    assert "child-0" in out.getvalue()
+
+
+def test_shutdown_prints_partial_requests(spans: SpanMaker) -> None:
+    request_with_children(spans)
+    out = io.StringIO()
+    exporter = ConsoleSpanExporter(out=out)
+    exporter.export(spans.finished()[:1])
+
+    exporter.shutdown()
+
+    assert "redis.GET" in out.getvalue()
