@@ -310,6 +310,15 @@ def test_unix_datagram_endpoint(tmp_path: Path) -> None:
         assert sock.recv(100) == b"ns.c:1|c"
 
 
+def test_ipv6_endpoint() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.bind(("::1", 0))
+        sock.settimeout(2)
+        client = metrics.make_client("ns", config.Endpoint(f"[::1]:{sock.getsockname()[1]}"))
+        client.counter("c").increment()
+        assert sock.recv(100) == b"ns.c:1|c"
+
+
 # --- faults: never raised, logged rate-limited ---
 
 
