@@ -373,10 +373,23 @@ class Service(NamedTuple):
 
 @functools.lru_cache(maxsize=1)
 def _protocol_factory() -> Any:
-    # the pure-Python protocol: the accelerated one is not needed for a few hundred bytes
-    from thrift.protocol.TBinaryProtocol import TBinaryProtocolFactory
+    """TBinaryProtocol (pure Python: the header is a few hundred bytes) that can skip
+    unknown ``binary`` fields: Thrift's own skip decodes every string as UTF-8."""
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolFactory
+    from thrift.Thrift import TType
 
-    return TBinaryProtocolFactory()
+    class Protocol(TBinaryProtocol):
+        def skip(self, ttype: int, *args: Any, **kwargs: Any) -> None:
+            if ttype == TType.STRING:
+                self.readBinary()
+            else:
+                super().skip(ttype, *args, **kwargs)
+
+    class Factory(TBinaryProtocolFactory):
+        def getProtocol(self, trans: Any) -> Any:
+            return Protocol(trans, self.strictRead, self.strictWrite)
+
+    return Factory()
 
 
 def _serialize(request: Any) -> bytes:
@@ -397,8 +410,7 @@ def _deserialize(header: bytes) -> Any:
             TSerialization.deserialize(request, header, _protocol_factory())
         except Exception as exc:
             raise EdgeContextError(
-                f"malformed Edge-Request header ({len(header)} bytes): "
-                f"{type(exc).__name__}: {exc}"
+                f"malformed Edge-Request header ({len(header)} bytes): {type(exc).__name__}: {exc}"
             ) from exc
     if request.loid is None:
         request.loid = ttypes.Loid()
@@ -550,8 +562,7 @@ class EdgeRequestContextFactory:
             or not _MIN_I64 <= loid_created_ms <= _MAX_I64
         ):
             raise ValueError(
-                f"loid_created_ms {loid_created_ms!r} is not a 64-bit integer of epoch "
-                "milliseconds"
+                f"loid_created_ms {loid_created_ms!r} is not a 64-bit integer of epoch milliseconds"
             )
         if session_id is not None and not isinstance(session_id, str):
             raise ValueError(f"session_id {session_id!r} is not a string")
