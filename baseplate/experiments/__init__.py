@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from baseplate import config
+from baseplate.context import ContextFactory
 from baseplate.events import DebugLogger, EventLogger
 from baseplate.experiments.providers import parse_experiment
 from baseplate.experiments.providers.base import Experiment
@@ -40,7 +41,7 @@ class EventType(Enum):
     BUCKET = "choose"
 
 
-class ExperimentsContextFactory:
+class ExperimentsContextFactory(ContextFactory):
     """Experiment client context factory.
 
     This factory will attach a new :py:class:`baseplate.experiments.Experiments` to an

@@ -162,8 +162,7 @@ def parse_experiment(config: Mapping[str, Any]) -> Experiment:
         )
 
     logger.warning(
-        "Experiment <%s:%s> owned by <%s> has unknown type <%s>; it is disabled. "
-        "Please clean up.",
+        "Experiment <%s:%s> owned by <%s> has unknown type <%s>; it is disabled. Please clean up.",
         experiment_id,
         name,
         owner,

@@ -108,9 +108,7 @@ class R2Experiment(Experiment):
         self.targeting: dict[str, list[Any]] = {}
         for param, allowed in targeting.items():
             if not isinstance(param, str) or not isinstance(allowed, list):
-                raise ValueError(
-                    f"experiment {name!r}: targeting.{param} must be a list of values"
-                )
+                raise ValueError(f"experiment {name!r}: targeting.{param} must be a list of values")
             # Parameter names are always case insensitive, even when their values are not.
             key = param.lower()
             sensitive = key in self._case_sensitive_targeting
@@ -263,8 +261,7 @@ class R2Experiment(Experiment):
         size = self.variants[candidate]
         if size / 100.0 > 1.0 / num_variants:
             logger.warning(
-                "Variant %s of experiment %s exceeds the allowable percentage "
-                "(%.2f > %.2f).",
+                "Variant %s of experiment %s exceeds the allowable percentage (%.2f > %.2f).",
                 candidate,
                 self.name,
                 size / 100.0,

@@ -40,7 +40,6 @@ def validate_variant_list(variants: Any, kind: str) -> list[dict[str, Any]]:
             raise ValueError(f"{kind}: variant {name!r} has no size")
         if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 <= size <= 1:
             raise ValueError(
-                f"{kind}: variant {name!r} size must be a fraction between 0 and 1, "
-                f"got {size!r}"
+                f"{kind}: variant {name!r} size must be a fraction between 0 and 1, got {size!r}"
             )
     return variants

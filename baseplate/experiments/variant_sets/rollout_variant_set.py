@@ -25,9 +25,7 @@ class RolloutVariantSet(VariantSet):
     def __init__(self, variants: Any, num_buckets: int = DEFAULT_NUM_BUCKETS) -> None:
         checked = validate_variant_list(variants, "feature_rollout")
         if len(checked) != 1:
-            raise ValueError(
-                f"feature_rollout: expected exactly one variant, got {len(checked)}"
-            )
+            raise ValueError(f"feature_rollout: expected exactly one variant, got {len(checked)}")
         self.variant = checked[0]
         self.num_buckets = num_buckets
 
