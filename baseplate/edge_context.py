@@ -50,6 +50,10 @@ AUTHENTICATION_PUBLIC_KEY_SECRET = "secret/authentication/public-key"
 #: The only signature algorithm authentication tokens may use.
 AUTHENTICATION_TOKEN_ALGORITHM = "RS256"
 
+# Anonymous tokens carry "sub": null, which recent PyJWT rejects unless told not to check
+# the subject's type; sub, roles and client claims are read defensively below instead.
+_DECODE_OPTIONS: Any = {"verify_sub": False, "verify_jti": False}
+
 _USER_SUBJECT_PREFIX = "t2_"
 _SERVICE_SUBJECT_PREFIX = "service/"
 _MIN_I64 = -(2**63)
@@ -179,7 +183,12 @@ class AuthenticationTokenValidator:
 
         for public_key in self._public_keys():
             try:
-                payload = jwt.decode(token, public_key, algorithms=[AUTHENTICATION_TOKEN_ALGORITHM])
+                payload = jwt.decode(
+                    token,
+                    public_key,
+                    algorithms=[AUTHENTICATION_TOKEN_ALGORITHM],
+                    options=_DECODE_OPTIONS,
+                )
             except jwt.InvalidSignatureError:
                 continue  # signed with another version of the key, perhaps
             except jwt.InvalidTokenError as exc:
