@@ -23,7 +23,8 @@ It reads the section ``[event-publisher:something]`` of the INI file:
 ``max_retry_time``
     How long to keep retrying one batch before dropping it (default ``5 minutes``).
 ``max_queue_size``
-    The number of events the queue holds, if the publisher creates it (default 10000).
+    The number of events the queue holds, if the publisher creates it (default 10000,
+    or as many as the kernel's limits allow).
 ``metrics.namespace``, ``metrics.endpoint``
     Where to send the publisher's own statsd metrics: counters ``sent`` (events
     delivered), ``dropped`` (events given up on), ``error.http``, ``error.io``,
@@ -66,7 +67,7 @@ from typing import Any, NamedTuple, Optional, Protocol
 import requests
 
 from baseplate import config
-from baseplate.events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from baseplate.events.queue import MAX_QUEUE_SIZE, open_event_queue
 from baseplate.message_queue import MessageQueue, MessageQueueError, TimedOutError
 
 logger = logging.getLogger(__name__)
@@ -457,11 +458,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     try:
-        queue = MessageQueue(
-            "/events-" + args.queue_name,
-            max_messages=cfg.max_queue_size,
-            max_message_size=MAX_EVENT_SIZE,
-        )
+        queue = open_event_queue(args.queue_name, max_messages=cfg.max_queue_size)
     except MessageQueueError as exc:
         print(f"{arg_parser.prog}: error: {exc}", file=sys.stderr)
         return 1

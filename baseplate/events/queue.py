@@ -21,7 +21,12 @@ from enum import Enum
 from typing import Any, Optional, Union
 
 from baseplate.context import ContextFactory
-from baseplate.message_queue import InvalidParametersError, MessageQueue, TimedOutError
+from baseplate.message_queue import (
+    MQUEUE_LIMITS_DIR,
+    InvalidParametersError,
+    MessageQueue,
+    TimedOutError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,39 @@ logger = logging.getLogger(__name__)
 MAX_EVENT_SIZE = 102400
 #: How many serialized events the event queue holds before puts fail.
 MAX_QUEUE_SIZE = 10000
+
+
+def _kernel_limit(name: str) -> Optional[int]:
+    try:
+        with open(f"{MQUEUE_LIMITS_DIR}/{name}") as limit:
+            return int(limit.read())
+    except (OSError, ValueError):
+        return None
+
+
+def open_event_queue(name: str, max_messages: int = MAX_QUEUE_SIZE) -> MessageQueue:
+    """Open (creating if needed) the POSIX queue ``/events-<name>``.
+
+    A new queue holds ``max_messages`` events of up to :py:data:`MAX_EVENT_SIZE` bytes.
+    Where the kernel's limits (``fs.mqueue.msg_max`` and ``fs.mqueue.msgsize_max``) are
+    lower, as they are by default on Linux, the queue is created as large as they allow
+    and a warning says how to raise them; events larger than the queue's message size
+    are then refused with :py:exc:`EventTooLargeError`.
+    """
+    queue_name = "/events-" + name
+    try:
+        return MessageQueue(queue_name, max_messages=max_messages, max_message_size=MAX_EVENT_SIZE)
+    except InvalidParametersError as exc:
+        msg_max = _kernel_limit("msg_max")
+        msgsize_max = _kernel_limit("msgsize_max")
+        if msg_max is None or msgsize_max is None:
+            raise
+        logger.warning("%s Using the largest queue the kernel allows instead.", exc)
+        return MessageQueue(
+            queue_name,
+            max_messages=min(max_messages, msg_max),
+            max_message_size=min(MAX_EVENT_SIZE, msgsize_max),
+        )
 
 
 class FieldKind(Enum):
@@ -255,7 +293,8 @@ class EventQueue(ContextFactory):
         should send the events which can be useful for routing to different event
         pipelines (prod/test/v2 etc.). The POSIX queue is ``/events-<name>``, created if
         missing with room for :py:data:`MAX_QUEUE_SIZE` events of at most
-        :py:data:`MAX_EVENT_SIZE` bytes.
+        :py:data:`MAX_EVENT_SIZE` bytes (or as much as the kernel's limits allow, see
+        :py:func:`open_event_queue`).
     :param event_serializer: A callable that takes an event object and returns serialized
         bytes ready to send on the wire. See below for options.
     :param queue: (Optional) An already open
@@ -274,13 +313,7 @@ class EventQueue(ContextFactory):
         queue: Optional[MessageQueue] = None,
     ) -> None:
         self.name = name
-        if queue is None:
-            queue = MessageQueue(
-                "/events-" + name,
-                max_messages=MAX_QUEUE_SIZE,
-                max_message_size=MAX_EVENT_SIZE,
-            )
-        self.queue = queue
+        self.queue = queue if queue is not None else open_event_queue(name)
         self.serialize_event = event_serializer
 
     def put(self, event: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -10,8 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from baseplate.core import Baseplate, RequestContext
 from baseplate.events import (
     MAX_EVENT_SIZE,
+    MAX_QUEUE_SIZE,
     Event,
     EventError,
+    EventQueue,
     EventQueueFullError,
     EventTooLargeError,
     serialize_v2_event,
@@ -94,3 +98,23 @@ def test_queue_is_available_on_the_context(queues: EventQueues) -> None:
     assert context.events is queue  # type: ignore[attr-defined]
     context.events.put(Event("topic", "type"))  # type: ignore[attr-defined]
     assert json.loads(queues.reader().get(timeout=1))["event_topic"] == "topic"
+
+
+def test_new_queue_fits_the_kernel_limits(caplog: pytest.LogCaptureFixture) -> None:
+    name = f"test-new-{uuid.uuid4().hex[:12]}"
+    queue = EventQueue(name)
+    try:
+        limits = {
+            limit: int(Path(f"/proc/sys/fs/mqueue/{limit}").read_text())
+            for limit in ("msg_max", "msgsize_max")
+        }
+        assert queue.queue.max_messages == min(MAX_QUEUE_SIZE, limits["msg_max"])
+        assert queue.queue.max_message_size == min(MAX_EVENT_SIZE, limits["msgsize_max"])
+        if limits["msg_max"] < MAX_QUEUE_SIZE:
+            assert "kernel limit" in caplog.text
+
+        queue.put(Event("topic", "type"))
+        assert json.loads(queue.queue.get(timeout=1))["event_topic"] == "topic"
+    finally:
+        queue.queue.unlink()
+        queue.queue.close()
