@@ -52,8 +52,14 @@ def open_event_queue(name: str, max_messages: int = MAX_QUEUE_SIZE) -> MessageQu
     lower, as they are by default on Linux, the queue is created as large as they allow
     and a warning says how to raise them; events larger than the queue's message size
     are then refused with :py:exc:`EventTooLargeError`.
+
+    :raises ValueError: ``name`` is empty, too long or contains a slash.
     """
     queue_name = "/events-" + name
+    if not name or "/" in name or len(queue_name) > 255:
+        raise ValueError(
+            f"invalid event queue name {name!r}: it must be 1 to 247 characters, without '/'"
+        )
     try:
         return MessageQueue(queue_name, max_messages=max_messages, max_message_size=MAX_EVENT_SIZE)
     except InvalidParametersError as exc:

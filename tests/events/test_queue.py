@@ -118,3 +118,9 @@ def test_new_queue_fits_the_kernel_limits(caplog: pytest.LogCaptureFixture) -> N
     finally:
         queue.queue.unlink()
         queue.queue.close()
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "x" * 248])
+def test_bad_queue_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid event queue name"):
+        EventQueue(name)
