@@ -126,15 +126,20 @@ def is_baseplate_span(span: ReadableSpan) -> bool:
 
 def tag_value(value: Any) -> str:
     """Render an attribute value as a Zipkin tag string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, Sequence):
         return json.dumps([v if isinstance(v, (str, int, float, bool)) else str(v) for v in value])
     return str(value)
+
+
+_PEER_ADDRESS_KEYS = ("server.address", "net.peer.name", "network.peer.address", "net.peer.ip")
+_PEER_PORT_KEYS = ("server.port", "net.peer.port", "network.peer.port")
+_PEER_KEYS = frozenset(("peer.service", *_PEER_ADDRESS_KEYS, *_PEER_PORT_KEYS))
 
 
 def span_tags(span: ReadableSpan) -> dict[str, Any]:
@@ -144,12 +149,9 @@ def span_tags(span: ReadableSpan) -> dict[str, Any]:
     ``error`` (its status description, or True); spans from other instrumentation scopes
     name their scope.
     """
-    tags: dict[str, Any] = {}
-    for key, value in (span.attributes or {}).items():
-        if key == semconv.ATTR_COMPONENT:
-            tags[TAG_LOCAL_COMPONENT] = value
-        else:
-            tags[key] = value
+    tags = dict(span.attributes or {})
+    if semconv.ATTR_COMPONENT in tags:
+        tags[TAG_LOCAL_COMPONENT] = tags.pop(semconv.ATTR_COMPONENT)
     if span.status.status_code is StatusCode.ERROR:
         tags[TAG_ERROR] = span.status.description or True
     scope = span.instrumentation_scope
@@ -180,21 +182,22 @@ def _ip_endpoint_fields(address: str) -> dict[str, str]:
     return {"ipv4": str(ip)} if ip.version == 4 else {"ipv6": str(ip)}
 
 
-def remote_endpoint(span: ReadableSpan) -> dict[str, Any] | None:
-    """Build the Zipkin remote endpoint from peer attributes, if the span has any."""
-    attributes = span.attributes or {}
+def remote_endpoint(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Build the Zipkin remote endpoint from a span's peer attributes, if it has any."""
+    if _PEER_KEYS.isdisjoint(attributes):
+        return None
     endpoint: dict[str, Any] = {}
     service = attributes.get("peer.service")
     if isinstance(service, str) and service:
         endpoint["serviceName"] = service
-    for key in ("server.address", "net.peer.name", "network.peer.address", "net.peer.ip"):
+    for key in _PEER_ADDRESS_KEYS:
         address = attributes.get(key)
         if isinstance(address, str):
             fields = _ip_endpoint_fields(address)
             if fields:
                 endpoint.update(fields)
                 break
-    for key in ("server.port", "net.peer.port", "network.peer.port"):
+    for key in _PEER_PORT_KEYS:
         port = attributes.get(key)
         if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
             endpoint["port"] = port
@@ -221,7 +224,8 @@ def encode_v2_span(
     kind = _KIND_NAMES.get(span.kind)
     if kind is not None:
         encoded["kind"] = kind
-    remote = remote_endpoint(span)
+    tags = span_tags(span)
+    remote = remote_endpoint(tags)
     if remote is not None:
         encoded["remoteEndpoint"] = remote
     if span.events:
@@ -229,7 +233,7 @@ def encode_v2_span(
             {"timestamp": microseconds(event.timestamp), "value": event_annotation_value(event)}
             for event in span.events
         ]
-    tags = {key: tag_value(value) for key, value in span_tags(span).items()}
+    tags = {key: tag_value(value) for key, value in tags.items()}
     if max_tag_value_length is not None:
         tags = {key: value[:max_tag_value_length] for key, value in tags.items()}
     if tags:
