@@ -1,0 +1,119 @@
+"""What the gevent servers share: knowing which connections are mid-request, stopping gracefully.
+
+A connection is *busy* from the moment the first bytes of a request arrive until its response
+is written, and *idle* while it waits for the next request (a keep-alive HTTP connection, a
+pooled Thrift connection). A graceful stop closes the listener, lets busy connections finish
+their request for up to ``stop_timeout`` seconds, then closes every connection that is left:
+idle ones at once, busy ones only when the time is up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gevent
+
+logger = logging.getLogger(__name__)
+
+_POLL_INTERVAL = 0.01
+
+
+class RequestTracker:
+    """Counts a server's requests in progress and says whether the server is stopping."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.stopping = False
+
+
+class Connection:
+    """One client connection's state: busy with a request, or idle."""
+
+    __slots__ = ("busy", "tracker")
+
+    def __init__(self, tracker: RequestTracker) -> None:
+        self.tracker = tracker
+        self.busy = False
+
+    def begin_request(self) -> None:
+        """Mark the connection busy (bytes of a request have arrived)."""
+        if not self.busy:
+            self.busy = True
+            self.tracker.in_flight += 1
+
+    def end_request(self) -> None:
+        """Mark the connection idle (its response is written, or it is closing)."""
+        if self.busy:
+            self.busy = False
+            self.tracker.in_flight -= 1
+
+
+def stop_gracefully(server: Any, tracker: RequestTracker, timeout: float) -> None:
+    """Stop a gevent ``server``: stop accepting, wait for requests in progress, close the rest.
+
+    ``server`` is a :class:`gevent.baseserver.BaseServer` whose ``pool`` runs its connections.
+    """
+    tracker.stopping = True
+    server.close()
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while tracker.in_flight and time.monotonic() < deadline:
+        gevent.sleep(_POLL_INTERVAL)
+    if tracker.in_flight:
+        logger.warning(
+            "%d request(s) still in progress after stop_timeout (%gs); closing them",
+            tracker.in_flight,
+            timeout,
+        )
+    pool = getattr(server, "pool", None)
+    if pool is not None:
+        pool.kill(block=True, timeout=1)
+
+
+class ServerOptions:
+    """The options both built-in servers take from their ``[server:NAME]`` section."""
+
+    def __init__(self, max_concurrency: int | None, stop_timeout: float) -> None:
+        #: Most connections served at once (None: unlimited).
+        self.max_concurrency = max_concurrency
+        #: Seconds in-flight requests get to finish when the server stops.
+        self.stop_timeout = stop_timeout
+
+
+def _seconds(text: str) -> float:
+    from baseplate import config
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = config.Timespan(text).total_seconds()
+    if value < 0:
+        raise ValueError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    from baseplate import config
+
+    value = config.Integer(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, got {text!r}")
+    return value
+
+
+def parse_server_options(server_config: dict[str, str]) -> ServerOptions:
+    """Read ``max_concurrency`` and ``stop_timeout`` (seconds, or e.g. ``30 seconds``).
+
+    :raises baseplate.config.ConfigurationError: naming the option that is wrong.
+    """
+    from baseplate import config
+
+    cfg = config.parse_config(
+        server_config,
+        {
+            "max_concurrency": config.Optional(_concurrency, default=0),
+            "stop_timeout": config.Optional(_seconds, default=0.0),
+        },
+    )
+    return ServerOptions(cfg.max_concurrency or None, cfg.stop_timeout)

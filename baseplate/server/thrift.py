@@ -1,0 +1,122 @@
+"""The gevent Thrift server: ``factory = baseplate.server.thrift`` in ``[server:NAME]``.
+
+::
+
+    [server:main]
+    factory = baseplate.server.thrift
+    max_concurrency = 100        ; connections served at once (default: unlimited)
+    stop_timeout = 30            ; seconds in-flight calls get to finish on SIGTERM
+
+The application factory returns a ``TProcessor`` (typically a
+:class:`baseplate.integration.thrift.ContextProcessor`). Each connection gets one
+THeader protocol, which detects what the client speaks: THeader (binary or compact inside),
+framed binary or compact, and unframed binary or compact; replies use the client's format.
+Each call runs with a fresh (empty) OpenTelemetry context. Services that extend
+``BaseplateService`` answer ``baseplate-healthcheck thrift HOST:PORT`` through their
+``is_healthy`` method.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import socket
+from typing import Any
+
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+from thrift.protocol.TProtocol import TProtocolException
+from thrift.Thrift import TProcessor
+from thrift.transport.THeaderTransport import THeaderClientType
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import TTransportException
+
+from baseplate.server._lifecycle import (
+    Connection,
+    RequestTracker,
+    parse_server_options,
+    stop_gracefully,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Every client format the server accepts.
+ALLOWED_CLIENT_TYPES = (
+    THeaderClientType.HEADERS,
+    THeaderClientType.FRAMED_BINARY,
+    THeaderClientType.UNFRAMED_BINARY,
+    THeaderClientType.FRAMED_COMPACT,
+    THeaderClientType.UNFRAMED_COMPACT,
+)
+
+
+class _ConnectionSocket(TSocket):
+    """The client socket as a Thrift transport; the first bytes of a call mark it busy.
+
+    It reads nothing ahead of what the protocol asks for, so "no bytes read" means idle.
+    """
+
+    def __init__(self, client_socket: socket.socket, connection: Connection) -> None:
+        super().__init__()
+        self.setHandle(client_socket)
+        self._connection = connection
+
+    def read(self, sz: int) -> bytes:
+        data: bytes = super().read(sz)
+        self._connection.begin_request()
+        return data
+
+
+class GeventServer(StreamServer):
+    """A gevent stream server running a Thrift processor on each connection."""
+
+    def __init__(self, processor: TProcessor, *args: Any, **kwargs: Any) -> None:
+        self.processor = processor
+        self.protocol_factory = THeaderProtocolFactory(allowed_client_types=ALLOWED_CLIENT_TYPES)
+        self.tracker = RequestTracker()
+        super().__init__(*args, **kwargs)
+
+    def handle(self, client_socket: socket.socket, address: Any) -> None:
+        """Serve calls on one connection until the client closes it or the server stops."""
+        connection = Connection(self.tracker)
+        transport = _ConnectionSocket(client_socket, connection)
+        # THeader needs one protocol for both directions: the reply uses the request's format.
+        protocol = self.protocol_factory.getProtocol(transport)
+        try:
+            while not self.tracker.stopping:
+                contextvars.Context().run(self.processor.process, protocol, protocol)
+                connection.end_request()
+        except TTransportException as exc:
+            if exc.type != TTransportException.END_OF_FILE:
+                logger.debug("closing Thrift connection from %s: %s", address, exc)
+        except TProtocolException as exc:
+            logger.info("closing Thrift connection from %s: malformed request: %s", address, exc)
+        except Exception:
+            logger.exception("unexpected error on Thrift connection from %s", address)
+        finally:
+            connection.end_request()
+            transport.close()
+
+    def stop_gracefully(self, timeout: float | None = None) -> None:
+        """Stop accepting, let calls in progress finish (at most ``timeout`` seconds,
+        default ``stop_timeout``), then close every connection."""
+        stop_gracefully(self, self.tracker, self.stop_timeout if timeout is None else timeout)
+
+
+def make_server(
+    server_config: dict[str, str], listener: socket.socket, app: TProcessor
+) -> GeventServer:
+    """Make a gevent Thrift server for the processor ``app`` listening on ``listener``.
+
+    :raises baseplate.config.ConfigurationError: naming the option that is wrong.
+    """
+    options = parse_server_options(server_config)
+    server = GeventServer(
+        processor=app, listener=listener, spawn=Pool(size=options.max_concurrency)
+    )
+    server.stop_timeout = options.stop_timeout
+    return server
+
+
+__all__ = ["ALLOWED_CLIENT_TYPES", "GeventServer", "make_server"]
