@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,21 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ensure_service(port: int) -> None:
+    """Start the shared services (``scripts/services.sh``, idempotent) if ``port`` is closed."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+    except OSError:
+        pass
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "services.sh")],
+        cwd=REPO, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    wait_for_port(port)
