@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +23,16 @@ DAY = 24 * 60 * 60
 def reference_bucket(seed: str, value: str, num_buckets: int = 1000) -> int:
     """The bucket, computed here independently: sha1(seed + value) as hex, mod buckets."""
     return int(hashlib.sha1((seed + value).encode("utf-8")).hexdigest(), 16) % num_buckets
+
+
+def reference_r2_variant(seed: str, variants: dict[str, float], user: str) -> Optional[str]:
+    """Variants take turns over buckets (by sorted name), each up to its percentage."""
+    bucket = reference_bucket(seed, user)
+    names = sorted(variants)
+    candidate = names[bucket % len(names)]
+    if bucket < int(variants[candidate] * len(names) * 10.0):
+        return candidate
+    return None
 
 
 def r2_config(

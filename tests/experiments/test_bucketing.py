@@ -21,7 +21,7 @@ from baseplate.experiments.variant_sets import (
     SingleVariantSet,
 )
 
-from .conftest import r2_config, reference_bucket, simple_config
+from .conftest import r2_config, reference_bucket, reference_r2_variant, simple_config
 
 USERS = [f"t2_{i}" for i in range(400)]
 
@@ -52,16 +52,6 @@ def test_known_simple_experiment_buckets() -> None:
     assert experiment._calculate_bucket("t2_1") == 867
     assert seeded._calculate_bucket("t2_1") == 924
     assert shuffled._calculate_bucket("t2_1") == reference_bucket("1.test_experiment.2", "t2_1")
-
-
-def reference_r2_variant(seed: str, variants: dict[str, float], user: str) -> Optional[str]:
-    """Variants take turns over buckets (by sorted name), each up to its percentage."""
-    bucket = reference_bucket(seed, user)
-    names = sorted(variants)
-    candidate = names[bucket % len(names)]
-    if bucket < int(variants[candidate] * len(names) * 10.0):
-        return candidate
-    return None
 
 
 def test_r2_variants_match_the_reference_for_every_user() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from baseplate import core
 from baseplate.config import ConfigurationError
 from baseplate.core import ServerSpan
 from baseplate.experiments import (
@@ -24,6 +26,7 @@ from .conftest import (
     RecordingLogger,
     r2_config,
     reference_bucket,
+    reference_r2_variant,
     simple_config,
 )
 
@@ -329,3 +332,26 @@ def test_client_from_config_errors_name_the_key() -> None:
         )
     with pytest.raises(ValueError, match="prefix"):
         experiments_client_from_config({}, None, prefix="experiments")
+
+
+def test_baseplate_user_from_the_edge_context(
+    experiments_file: ExperimentsFile, new_request: NewRequest, event_logger: RecordingLogger
+) -> None:
+    # A validated token needs a JWT signed by the authentication service; the user only
+    # reads these two attributes of it.
+    token = SimpleNamespace(subject="t2_1", user_roles={"employee"})
+    user = core.User(authentication_token=token, loid="t2_loid", cookie_created_ms=10000)
+    experiments_file.write(
+        {"exp": r2_config(name="exp", variants={"a": 50, "b": 50}, targeting={"logged_in": [True]})}
+    )
+
+    variant = new_request().variant("exp", user=user, app_name="r2")
+
+    assert variant == reference_r2_variant("exp", {"a": 50, "b": 50}, "t2_1")
+    (event,) = event_logger.events
+    assert (event["user_id"], event["logged_in"], event["cookie_created_timestamp"]) == (
+        "t2_1",
+        True,
+        10000,
+    )
+    assert event["inputs"]["user_roles"] == ["employee"]
