@@ -311,9 +311,7 @@ def test_missing_public_key_secret_is_reported_not_hidden(
         context.user.id  # noqa: B018
 
 
-def test_validator_can_be_used_directly(
-    secrets: SecretsStore, sign: Callable[..., str]
-) -> None:
+def test_validator_can_be_used_directly(secrets: SecretsStore, sign: Callable[..., str]) -> None:
     validator = AuthenticationTokenValidator(secrets)
     token = validator.validate(sign(USER_CLAIMS))
     assert isinstance(token, ValidatedAuthenticationToken)
