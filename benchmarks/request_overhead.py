@@ -2,19 +2,23 @@
 
 One "request" is a server span with 3 tags, 3 client child spans with 2 tags each and one
 local span. Both sides export through a batch processor to an exporter that discards spans.
+With ``--metrics`` the baseplate side also sends statsd metrics through ``configure_metrics``
+and the raw side through a minimal hand-written statsd span processor doing the same (a
+timer and a counter per span, one datagram per request), both to a local UDP socket.
 
-Run: ``.venv/bin/python benchmarks/request_overhead.py [--requests N]``
+Run: ``.venv/bin/python benchmarks/request_overhead.py [--requests N] [--metrics]``
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import socket
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
@@ -28,6 +32,28 @@ class DiscardingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.count += len(spans)
         return SpanExportResult.SUCCESS
+
+
+class RawStatsdProcessor(SpanProcessor):
+    """The same metrics as baseplate's, written directly against the OTel SDK."""
+
+    def __init__(self, namespace: str, address: tuple[str, int]):
+        self.prefix = namespace + "."
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect(address)
+        self.lines: dict[int, list[str]] = {}
+
+    def on_end(self, span: ReadableSpan) -> None:
+        assert span.context is not None and span.end_time and span.start_time
+        ms = (span.end_time - span.start_time) / 1e6
+        kind = {SpanKind.SERVER: "server.", SpanKind.CLIENT: "clients."}.get(span.kind)
+        name = self.prefix + (kind or "templates.") + span.name
+        lines = self.lines.setdefault(span.context.trace_id, [])
+        lines.append(f"{name}:{ms:g}|ms")
+        if kind:
+            lines.append(f"{name}.success:1|c")
+        if span.parent is None or span.parent.is_remote:
+            self.sock.send("\n".join(self.lines.pop(span.context.trace_id)).encode())
 
 
 def make_processor(exporter: SpanExporter) -> BatchSpanProcessor:
@@ -90,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--metrics", action="store_true", help="also produce statsd metrics")
     args = parser.parse_args()
 
     raw_provider = TracerProvider()
@@ -100,18 +127,29 @@ def main() -> None:
     baseplate = Baseplate(tracer_provider=bp_provider)
     baseplate.sampler.sample_rate = 1.0
 
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if args.metrics:
+        from baseplate.metrics import make_client
+
+        sink.bind(("127.0.0.1", 0))
+        address = sink.getsockname()
+        baseplate.configure_metrics(make_client("bench", f"{address[0]}:{address[1]}"))
+        raw_provider.add_span_processor(RawStatsdProcessor("bench", address))
+
     # Interleave the two so that machine noise hits both alike.
     raw_times, bp_times = [], []
     for _ in range(3):
         raw_times.append(measure(raw_request(raw_provider), args.requests, args.rounds))
         bp_times.append(measure(baseplate_request(baseplate), args.requests, args.rounds))
     raw_us, bp_us = min(raw_times), min(bp_times)
-    print(f"request overhead (tracing only, {args.requests} requests x {args.rounds} rounds)")
+    label = "tracing + statsd metrics" if args.metrics else "tracing only"
+    print(f"request overhead ({label}, {args.requests} requests x {args.rounds} rounds)")
     print(f"  raw OpenTelemetry SDK : {raw_us:8.1f} us/request")
     print(f"  baseplate             : {bp_us:8.1f} us/request")
     print(f"  ratio baseplate/raw   : {bp_us / raw_us:8.2f}x")
     raw_provider.shutdown()
     bp_provider.shutdown()
+    sink.close()
 
 
 if __name__ == "__main__":
