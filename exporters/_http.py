@@ -7,9 +7,11 @@ connection alive between posts and applies a timeout to connecting, sending and 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import urllib.parse
+import weakref
 
 
 class JsonPoster:
@@ -37,6 +39,15 @@ class JsonPoster:
         self._in_flight: http.client.HTTPConnection | None = None
         self._closed = False
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            self_ref = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                poster = self_ref()
+                if poster is not None:
+                    poster._forget_parent_connection()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
 
     def post(self, body: bytes) -> int:
         """Send ``body`` and return the response status.
@@ -85,6 +96,13 @@ class JsonPoster:
                 except OSError:
                     pass
             connection.close()
+
+    def _forget_parent_connection(self) -> None:
+        # The child must not talk on the parent's socket, and a lock held by a post in
+        # progress at the fork would never be released here.
+        self._lock = threading.Lock()
+        self._connection = None
+        self._in_flight = None
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:

@@ -69,6 +69,9 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     #: Statuses to answer first, one per request, before falling back to ``status``.
     answers: collections.deque[int] = field(default_factory=collections.deque)
+    #: When set, the next request is not answered until ``release`` is set.
+    hold_next: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -95,6 +98,9 @@ def _start_receiver() -> tuple[Receiver, threading.Thread]:
             body = self.rfile.read(length)
             headers = {key.lower(): value for key, value in self.headers.items()}
             receiver.requests.append(Received(self.path, headers, body))
+            if receiver.hold_next:
+                receiver.hold_next = False
+                receiver.release.wait(60)
             status = receiver.answers.popleft() if receiver.answers else receiver.status
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -117,6 +123,7 @@ def receiver() -> Iterator[Receiver]:
     """A local HTTP receiver answering 202 and recording requests."""
     server_receiver, thread = _start_receiver()
     yield server_receiver
+    server_receiver.release.set()
     server_receiver.server.shutdown()
     server_receiver.server.server_close()
     thread.join(5)

@@ -180,6 +180,30 @@ def test_child_process_gets_its_own_worker_and_queue(receiver: Receiver) -> None
     processor.shutdown()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_during_an_export_does_not_reuse_the_parents_connection(receiver: Receiver) -> None:
+    receiver.hold_next = True  # the parent's export hangs until released
+    processor = BoundedBatchSpanProcessor(ZipkinExporter("svc", receiver.url, timeout=30))
+    processor.on_end(finished_span("parent", span_id=1))
+    wait_for(lambda: receiver.requests)
+
+    pid = os.fork()
+    if pid == 0:  # the child, forked while the parent's post holds the connection
+        status = 1
+        try:
+            processor.on_end(finished_span("child", span_id=2))
+            status = 0 if processor.force_flush(10_000) else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    receiver.release.set()
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert processor.force_flush(10_000)
+    assert sorted(received_names(receiver)) == ["child", "parent"]
+    processor.shutdown()
+
+
 GEVENT_SCRIPT = """
 import os, sys
 {early}
