@@ -167,8 +167,8 @@ class AuthenticationTokenValidator:
 
     def __init__(self, secrets: SecretsStore) -> None:
         self.secrets = secrets
-        # (raw key versions, their prepared keys): rebuilt only when the secret changes
-        self._keys: tuple[tuple[bytes, ...], tuple[Any, ...]] = ((), ())
+        # (named key versions, their prepared keys): rebuilt only when the secret changes
+        self._keys: tuple[tuple[tuple[str, bytes], ...], tuple[Any, ...]] = ((), ())
 
     def validate(self, token: str | bytes | None) -> AuthenticationToken:
         """Validate a raw authentication token and return an :class:`AuthenticationToken`.
@@ -195,11 +195,24 @@ class AuthenticationTokenValidator:
                 # expired, malformed or the wrong algorithm: no other key version changes that
                 logger.debug("authentication token rejected: %s", exc)
                 return InvalidAuthenticationToken()
+            except Exception:
+                # fail closed: an unreadable token authenticates nobody
+                logger.warning("authentication token could not be checked", exc_info=True)
+                return InvalidAuthenticationToken()
             return ValidatedAuthenticationToken(payload)
         return InvalidAuthenticationToken()
 
     def _public_keys(self) -> tuple[Any, ...]:
-        versions = tuple(self.secrets.get_versioned(AUTHENTICATION_PUBLIC_KEY_SECRET).all_versions)
+        secret = self.secrets.get_versioned(AUTHENTICATION_PUBLIC_KEY_SECRET)
+        versions = tuple(
+            (name, value)
+            for name, value in (
+                ("current", secret.current),
+                ("previous", secret.previous),
+                ("next", secret.next),
+            )
+            if value is not None
+        )
         cached_versions, cached_keys = self._keys
         if versions == cached_versions:
             return cached_keys
@@ -208,21 +221,28 @@ class AuthenticationTokenValidator:
         return keys
 
 
-def _prepare_public_keys(versions: Iterable[bytes]) -> Iterable[Any]:
+def _prepare_public_keys(versions: Iterable[tuple[str, bytes]]) -> Iterable[Any]:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
     from jwt.algorithms import RSAAlgorithm
 
     algorithm = RSAAlgorithm(RSAAlgorithm.SHA256)
-    for number, version in enumerate(versions, start=1):
+    for name, version in versions:
         try:
-            yield algorithm.prepare_key(version)
+            key = algorithm.prepare_key(version)
+            if isinstance(key, RSAPrivateKey):  # a private key in the secret still verifies
+                key = key.public_key()
+            if not isinstance(key, RSAPublicKey):
+                raise TypeError(f"{type(key).__name__} is not an RSA key")
         except Exception as exc:
             # logged once per change of the secret, since prepared keys are cached
             logger.warning(
-                "ignoring version %d of secret %r: not an RSA public key (%s)",
-                number,
+                "ignoring the %s version of secret %r: not an RSA public key (%s)",
+                name,
                 AUTHENTICATION_PUBLIC_KEY_SECRET,
                 exc,
             )
+            continue
+        yield key
 
 
 class _RequestAuthenticationToken(AuthenticationToken):

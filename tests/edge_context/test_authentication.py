@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 import baseplate.core
 from baseplate.edge_context import (
@@ -296,7 +297,25 @@ def test_invalid_key_version_is_skipped_and_logged_once(
         assert edge_context(factory, sign(USER_CLAIMS)).user.id == "t2_example"
     warnings = [r for r in caplog.records if AUTHENTICATION_PUBLIC_KEY_SECRET in r.getMessage()]
     assert len(warnings) == 1
-    assert "version 1" in warnings[0].getMessage()
+    assert "the current version" in warnings[0].getMessage()
+
+
+def test_private_key_put_in_the_secret_by_mistake_still_verifies(
+    secrets_path: Path, keys: dict[str, SigningKey], sign: Callable[..., str]
+) -> None:
+    private_pem = (
+        keys["current"]
+        .private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    write_secrets(secrets_path, {"current": private_pem})
+    factory = EdgeRequestContextFactory(SecretsStore(str(secrets_path)))
+    assert edge_context(factory, sign(USER_CLAIMS)).user.id == "t2_example"
+    assert not edge_context(factory, sign(USER_CLAIMS, key="stranger")).user.is_logged_in
 
 
 def test_missing_public_key_secret_is_reported_not_hidden(
