@@ -614,24 +614,30 @@ __all__ = [
 # The edge request context is documented as part of baseplate.core.
 from baseplate.edge_context import (  # noqa: E402
     AuthenticationToken,
+    AuthenticationTokenValidator,
     EdgeContextError,
     EdgeRequestContext,
     EdgeRequestContextFactory,
+    InvalidAuthenticationToken,
     NoAuthenticationError,
     OAuthClient,
     Service,
     Session,
     User,
+    ValidatedAuthenticationToken,
 )
 
 __all__ += [
     "AuthenticationToken",
+    "AuthenticationTokenValidator",
     "EdgeContextError",
     "EdgeRequestContext",
     "EdgeRequestContextFactory",
+    "InvalidAuthenticationToken",
     "NoAuthenticationError",
     "OAuthClient",
     "Service",
     "Session",
     "User",
+    "ValidatedAuthenticationToken",
 ]
