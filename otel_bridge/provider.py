@@ -15,6 +15,7 @@ import threading
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
 from otel_bridge.ids import BaseplateIdGenerator
 from otel_bridge.sampling import BaseplateSampler
@@ -64,7 +65,9 @@ def _adopt(provider: TracerProvider) -> None:
     A distro sets the global propagator from ``OTEL_PROPAGATORS`` or, when unset, its own
     default (W3C only). Unless the variable is set explicitly, baseplate's composite
     (baseplate headers, W3C, B3) replaces that default so vendor-instrumented clients also
-    send the headers legacy baseplate services read.
+    send the headers legacy baseplate services read. Likewise the SDK's default id generator
+    (128-bit trace ids) gives way to baseplate's, so traces a vendor instrumentation starts
+    (its WSGI server span) have the 64-bit ids legacy peers parse; a custom generator is kept.
     """
     if id(provider) in _adopted:
         return
@@ -72,6 +75,9 @@ def _adopt(provider: TracerProvider) -> None:
         if id(provider) in _adopted:
             return
         _adopted.add(id(provider))
+        current: IdGenerator = provider.id_generator
+        if type(current) is RandomIdGenerator:
+            provider.id_generator = _id_generator  # type: ignore[assignment]
     if not os.environ.get("OTEL_PROPAGATORS"):
         from otel_bridge.propagation import install_default_propagator
 
