@@ -9,25 +9,33 @@ import jsonschema
 import posix_ipc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baseplate.core import Baseplate, RequestContext, TraceInfo
 from baseplate.diagnostics.tracing import TraceBaseplateObserver, tracing_client_from_config
 from exporters.sidecar import trace_queue_path
 from otel_bridge import propagation
+from otel_bridge.provider import default_sampler
 
 from .conftest import Receiver
 
 
 @pytest.fixture
-def baseplate_app() -> Iterator[Baseplate]:
-    provider = TracerProvider()
-    app = Baseplate(tracer_provider=provider)
-    rate = app.sampler.sample_rate
-    yield app
-    provider.shutdown()
-    # the sampler and the propagators are process-wide
-    app.sampler.sample_rate = rate
+def process_wide_settings() -> Iterator[None]:
+    """Restore what configure_tracing changes for the whole process: sampler and propagators."""
+    sampler = default_sampler()
+    rate = sampler.sample_rate
+    yield
+    sampler.sample_rate = rate
     propagation.configure_propagators(None)
+
+
+@pytest.fixture
+def baseplate_app(process_wide_settings: None) -> Iterator[Baseplate]:
+    provider = TracerProvider()
+    yield Baseplate(tracer_provider=provider)
+    provider.shutdown()
 
 
 def zipkin_config(receiver: Receiver, **extra: str) -> dict[str, str]:
@@ -133,6 +141,26 @@ def test_sidecar_queue_gets_the_request(baseplate_app: Baseplate, trace_queue_na
         "value": "templates",
         "endpoint": server["annotations"][0]["endpoint"],
     }
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+@pytest.mark.usefixtures("process_wide_settings")
+def test_provider_exporting_on_its_own_is_not_doubled(receiver: Receiver, explicit: bool) -> None:
+    # As under opentelemetry-instrument: the provider already exports per OTEL_TRACES_EXPORTER.
+    provider = TracerProvider()
+    distro_exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(distro_exporter))
+    app = Baseplate(tracer_provider=provider)
+    environ = {"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": receiver.url}
+    raw = {"tracing.service_name": "svc", **({"tracing.exporter": "zipkin"} if explicit else {})}
+    app.configure_tracing(tracing_client_from_config(raw, environ=environ))
+
+    handle_request(app, TraceInfo.from_upstream(0x5, 0x1, 0x2, True, None))
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    assert len(distro_exporter.get_finished_spans()) == 3
+    assert len(receiver.spans()) == (3 if explicit else 0)
 
 
 def test_propagators_from_config(baseplate_app: Baseplate, receiver: Receiver) -> None:

@@ -28,6 +28,10 @@ Which exporter, in order of precedence:
    ``tracing.endpoint`` is set;
 4. ``console`` when ``log_if_unconfigured`` is true, else ``none``.
 
+When only ``OTEL_TRACES_EXPORTER`` chose it and the tracer provider already has exporting
+processors of its own (``opentelemetry-instrument`` set them up from that same variable),
+baseplate adds no exporter of its own, so spans are not sent twice.
+
 Where it sends, again an explicit INI key first, then the standard variables, then defaults:
 
 * zipkin: ``tracing.exporter.endpoint``, ``tracing.endpoint``,
@@ -97,6 +101,9 @@ class TracingClient:
     timeout: float = DEFAULT_EXPORT_TIMEOUT
     propagators: tuple[str, ...] | None = None
     log_if_unconfigured: bool = True
+    #: What chose the exporter: ``tracing.exporter``, ``OTEL_TRACES_EXPORTER``,
+    #: ``tracing.queue_name``, ``tracing.endpoint`` or ``log_if_unconfigured``.
+    exporter_source: str = "tracing.exporter"
 
     def make_exporter(self) -> SpanExporter | None:
         """Build the span exporter this client describes (None for ``none``)."""
@@ -275,16 +282,19 @@ def tracing_client_from_config(
     )
     tracing = cfg.tracing
 
+    source = "tracing.exporter"
     exporter = _parse(raw_config, "tracing.exporter", config.Optional(_exporter_name))
     if exporter is None:
+        source = "OTEL_TRACES_EXPORTER"
         exporter = _parse_env(environ, "OTEL_TRACES_EXPORTER", _first_exporter_name)
     if exporter is None:
         if tracing.queue_name:
-            exporter = "sidecar"
+            exporter, source = "sidecar", "tracing.queue_name"
         elif tracing.endpoint:
-            exporter = "zipkin"
+            exporter, source = "zipkin", "tracing.endpoint"
         else:
             exporter = "console" if log_if_unconfigured else "none"
+            source = "log_if_unconfigured"
 
     timeout = _parse(
         raw_config, "tracing.exporter.timeout", config.Optional(_seconds, DEFAULT_EXPORT_TIMEOUT)
@@ -334,6 +344,7 @@ def tracing_client_from_config(
         timeout=timeout,
         propagators=tracing.propagators,
         log_if_unconfigured=log_if_unconfigured,
+        exporter_source=source,
     )
 
 
@@ -352,19 +363,35 @@ class TraceBaseplateObserver(BaseplateObserver):
         self.tracing_client = tracing_client
         self.service_name = tracing_client.service_name
         self.sample_rate = tracing_client.sample_rate
-        #: The batch processor exporting this client's spans (None for ``none``).
-        self.span_processor = tracing_client.make_span_processor()
+        #: The batch processor exporting this client's spans (None for ``none``, and once
+        #: attached, None when the provider's own exporter is left to do the work).
+        self.span_processor: BoundedBatchSpanProcessor | None = None
         self._attached = False
 
     def attach(self, baseplate: Any) -> None:
-        """Add the span processor to ``baseplate``'s provider and apply the client's settings."""
+        """Add the span processor to ``baseplate``'s provider and apply the client's settings.
+
+        When the exporter was chosen by ``OTEL_TRACES_EXPORTER`` alone and the provider
+        already exports through processors baseplate did not add (``opentelemetry-instrument``
+        configured them from that same variable), no second exporter is added: spans would
+        reach the collector twice.
+        """
         if self._attached:
             return
         self._attached = True
         from otel_bridge.provider import set_service_name
 
         client = self.tracing_client
-        set_service_name(baseplate.tracer_provider, client.service_name)
+        provider = baseplate.tracer_provider
+        set_service_name(provider, client.service_name)
+        if client.exporter_source == "OTEL_TRACES_EXPORTER" and _exports_on_its_own(provider):
+            logger.info(
+                "OTEL_TRACES_EXPORTER=%s is served by the tracer provider's own exporter; "
+                "set tracing.exporter to export from baseplate as well",
+                client.exporter,
+            )
+        else:
+            self.span_processor = client.make_span_processor()
         if self.span_processor is not None:
             baseplate.add_span_processor(self.span_processor)
         baseplate.sampler.sample_rate = client.sample_rate
@@ -380,6 +407,15 @@ class TraceBaseplateObserver(BaseplateObserver):
         from otel_bridge import provider
 
         self.attach(_GlobalBaseplate(provider.ensure_provider(), provider.default_sampler()))
+
+
+def _exports_on_its_own(provider: Any) -> bool:
+    # The SDK keeps its processors in a private multi-processor; baseplate's own are listed by
+    # otel_bridge.provider.add_span_processor.
+    active = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", ())
+    ours = getattr(provider, "_baseplate_processors", ())
+    return any(all(p is not mine for mine in ours) for p in processors)
 
 
 class _GlobalBaseplate:
