@@ -32,11 +32,27 @@ def parse_prefixed(
 ) -> config.ConfigNamespace:
     """Parse the keys below ``prefix`` (which must end with a dot) against ``spec``.
 
-    Errors name the full key, e.g. ``redis.url``.
+    Errors name the full key, e.g. ``redis.url``. Values built in code rather than read
+    from a file (``{"memcache.max_pool_size": 300}``) are read as their text.
     """
     if not isinstance(prefix, str) or not prefix.endswith("."):
         raise ValueError(f"prefix must end with a dot, got {prefix!r}")
-    return config.SpecParser(spec).parse(prefix[:-1], app_config)
+    raw = {
+        key: _as_text(value)
+        for key, value in app_config.items()
+        if isinstance(key, str) and key.startswith(prefix)
+    }
+    return config.SpecParser(spec).parse(prefix[:-1], raw)
+
+
+def _as_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
 
 
 def vendor_instrumentation_active(module_name: str, instrumentor_name: str) -> bool:

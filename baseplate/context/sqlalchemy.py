@@ -114,15 +114,26 @@ def engine_from_config(
         username, password = _credentials(secrets, options.credentials_secret)
         url = url.set(username=username, password=password)
 
-    passthrough = {
-        key: value
+    engine_options: dict[str, Any] = {
+        key[len(prefix) :]: value
         for key, value in app_config.items()
         if key.startswith(prefix) and key[len(prefix) :] not in ("url", "credentials_secret")
     }
+    if engine_options:
+        # string values from the file are converted to each argument's type, as
+        # sqlalchemy.engine_from_config does
+        engine_options["_coerce_config"] = True
+    engine_options.update(kwargs)
     try:
-        return sqlalchemy.engine_from_config(passthrough, prefix=prefix, url=url, **kwargs)
+        return create_engine(url, **engine_options)
     except TypeError as exc:
         raise config.ConfigurationError(prefix.rstrip("."), exc) from None
+
+
+def create_engine(url: URL | str, **kwargs: Any) -> Engine:
+    """:func:`sqlalchemy.create_engine`, looked up when called so that instrumentation
+    wrapping it (e.g. ``opentelemetry-instrumentation-sqlalchemy``) applies."""
+    return sqlalchemy.create_engine(url, **kwargs)
 
 
 def _default_driver(url: URL) -> URL:

@@ -70,6 +70,21 @@ def test_pool_from_config_reads_every_key() -> None:
     assert pooled.no_delay is False
 
 
+def test_pool_from_config_accepts_values_built_in_code() -> None:
+    pooled = pool_from_config(
+        {
+            "memcache.endpoint": "localhost:1234",
+            "memcache.timeout": 1.23,
+            "memcache.connect_timeout": 4.56,
+            "memcache.max_pool_size": 300,
+            "memcache.no_delay": False,
+        }
+    )
+    assert (pooled.timeout, pooled.connect_timeout) == (1.23, 4.56)
+    assert pooled.client_pool.max_size == 300
+    assert pooled.no_delay is False
+
+
 def test_pool_from_config_defaults() -> None:
     pooled = pool_from_config({"memcache.endpoint": "localhost:11211"})
     assert pooled.server == ("localhost", 11211)
