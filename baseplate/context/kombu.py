@@ -148,8 +148,9 @@ class KombuProducer:
     def publish(self, body: Any, routing_key: str | None = None, **kwargs: Any) -> Any:
         """Publish a message to the routing_key.
 
-        The trace context is added to the message headers (existing headers are kept; a
-        header the caller set is not overwritten).
+        The message goes to the factory's exchange unless an ``exchange`` argument is
+        given. The trace context is added to the message headers (existing headers are
+        kept; a header the caller set is not overwritten).
 
         :param body: The message body.
         :param routing_key: The routing key to publish to.
@@ -167,12 +168,9 @@ class KombuProducer:
                 headers.setdefault(key, value)
             producer_pool = self.producers[self.connection]
             with producer_pool.acquire(block=True) as producer:
+                kwargs.setdefault("exchange", self.exchange)
                 return producer.publish(
-                    body=body,
-                    routing_key=routing_key,
-                    exchange=self.exchange,
-                    headers=headers,
-                    **kwargs,
+                    body=body, routing_key=routing_key, headers=headers, **kwargs
                 )
 
 

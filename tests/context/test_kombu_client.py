@@ -5,6 +5,7 @@ through a TCP forwarder of our own so the shared broker is never stopped."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
-from kombu.exceptions import EncodeError
+from kombu.exceptions import EncodeError, OperationalError
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -247,3 +248,27 @@ def test_broker_connection_killed_then_recovers(
     finally:
         connection.release()
         proxy.kill()
+
+
+def test_broker_timeout_fails_span(
+    baseplate: Baseplate, exporter: InMemorySpanExporter, names: dict[str, str]
+) -> None:
+    # a listener that accepts and never answers stands in for a hung broker
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        connection = Connection(f"amqp://guest:guest@127.0.0.1:{port}//", connect_timeout=0.3)
+        producer, _ = producer_for(baseplate, connection, Exchange(names["exchange"], "direct"))
+        with pytest.raises(OperationalError, match="timed out"):
+            producer.publish("never", routing_key=names["key"])
+    assert only(exporter, "amqp.publish").status.status_code is StatusCode.ERROR
+
+
+def test_exchange_argument_overrides_the_factory_exchange(
+    baseplate: Baseplate, broker: tuple[Connection, Exchange, Queue], names: dict[str, str]
+) -> None:
+    connection, exchange, queue = broker
+    producer, _ = producer_for(baseplate, connection, Exchange("unused", "direct"))
+    producer.publish("routed", routing_key=names["key"], exchange=exchange)
+    assert receive(connection, queue).payload == "routed"

@@ -29,7 +29,7 @@ from baseplate.core import Baseplate, RequestContext, ServerSpan
 from baseplate.secrets import SecretsStore
 from otel_bridge.semconv import TRACER_NAME
 
-from .conftest import attributes, finished, free_port, only
+from .conftest import TcpProxy, attributes, finished, free_port, only
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 COMMENT = re.compile(r" -- trace:(\d+),span:(\d+)$")
@@ -375,3 +375,35 @@ def test_statement_timeout_fails_span_and_connection_recovers(
         StatusCode.ERROR,
         StatusCode.UNSET,
     ]
+
+
+def test_database_down_killed_and_back_through_a_proxy(
+    baseplate: Baseplate, exporter: InMemorySpanExporter
+) -> None:
+    # a TCP forwarder to the shared PostgreSQL stands in for a database that goes away
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    base = engine_from_config(
+        {"database.url": f"postgresql://postgres@127.0.0.1:{proxy.port}/test"},
+        connect_args={"connect_timeout": 2},
+    )
+    try:
+        engine, _ = request_engine(baseplate, base)
+        with pytest.raises(sa.exc.OperationalError):
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+
+        proxy.start()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 5")).scalar() == 5
+            proxy.kill()
+            with pytest.raises(sa.exc.OperationalError):
+                conn.execute(sa.text("SELECT 6"))
+
+        proxy.start()
+        with engine.connect() as conn:  # the pool replaced the dead connection
+            assert conn.execute(sa.text("SELECT 7")).scalar() == 7
+    finally:
+        proxy.kill()
+        base.dispose()
+    statuses = [span.status.status_code for span in finished(exporter, "db.execute")]
+    assert statuses == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.ERROR, StatusCode.UNSET]
