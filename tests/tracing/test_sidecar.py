@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -153,8 +154,17 @@ def test_trace_batch_respects_its_size() -> None:
 
 
 @pytest.fixture
+def statsd() -> Iterator[socket.socket]:
+    """A UDP socket standing where statsd listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        yield sock
+
+
+@pytest.fixture
 def publisher(
-    tmp_path: pathlib.Path, receiver: Receiver, trace_queue_name: str
+    tmp_path: pathlib.Path, receiver: Receiver, trace_queue_name: str, statsd: socket.socket
 ) -> Iterator[subprocess.Popen]:
     config = tmp_path / "publisher.ini"
     config.write_text(
@@ -163,6 +173,8 @@ def publisher(
         "post_timeout = 2\n"
         "max_batch_size = 1200\n"
         "retry_limit = 3\n"
+        "metrics.namespace = trace-publisher\n"
+        f"metrics.endpoint = 127.0.0.1:{statsd.getsockname()[1]}\n"
     )
     # The queue exists before the publisher starts, as when services started first.
     SidecarExporter("svc", trace_queue_name).shutdown()
@@ -189,7 +201,11 @@ def publisher(
 
 
 def test_publisher_posts_queued_spans_to_zipkin(
-    publisher: subprocess.Popen, receiver: Receiver, spans: SpanMaker, trace_queue_name: str
+    publisher: subprocess.Popen,
+    receiver: Receiver,
+    spans: SpanMaker,
+    trace_queue_name: str,
+    statsd: socket.socket,
 ) -> None:
     make_request(spans)
     exporter = SidecarExporter("my-service", trace_queue_name, ipv4="10.0.0.7")
@@ -204,6 +220,10 @@ def test_publisher_posts_queued_spans_to_zipkin(
     assert names == ["GET /things", "redis.GET", "render"]
     server = next(span for span in receiver.spans() if span["name"] == "GET /things")
     assert server["traceId"] == 0x1234 and server["id"] == 0xA1 and server["parentId"] == 0
+    lines: list[str] = []
+    while sum(int(line.split(":")[1].split("|")[0]) for line in lines if ".sent:" in line) < 3:
+        lines.extend(statsd.recv(65536).decode().splitlines())
+    assert any(line.startswith("trace-publisher.post:") and line.endswith("|ms") for line in lines)
 
     publisher.send_signal(signal.SIGTERM)
     assert publisher.wait(10) == 0

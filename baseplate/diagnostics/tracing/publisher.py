@@ -17,6 +17,8 @@ It reads the ``[trace-publisher:<queue-name>]`` section of CONFIG:
     Attempts per batch. Connection errors, timeouts and 5xx answers are retried with
     exponential backoff; a 4xx answer drops the batch at once. A batch still failing after
     the last attempt is dropped (and logged), so a Zipkin outage never stalls the queue.
+``metrics.namespace``, ``metrics.endpoint`` (optional)
+    Report ``post`` timings and ``sent``, ``error.http`` and ``error.io`` counters to statsd.
 
 Spans are the Zipkin v1 JSON messages written by :class:`exporters.sidecar.SidecarExporter`;
 a batch is the JSON array of those messages, unchanged.
@@ -109,8 +111,10 @@ class ZipkinPublisher:
         post_timeout: float = POST_TIMEOUT_DEFAULT,
         retry_limit: int = RETRY_LIMIT_DEFAULT,
         retry_backoff: float = RETRY_BACKOFF,
+        metrics_client: Any = None,
     ) -> None:
         self.endpoint = zipkin_api_url.rstrip("/") + "/spans"
+        self.metrics = metrics_client
         self.retry_limit = retry_limit
         self.retry_backoff = retry_backoff
         self._poster = JsonPoster(self.endpoint, post_timeout, user_agent=_USER_AGENT)
@@ -131,13 +135,16 @@ class ZipkinPublisher:
             if attempt and self.stopping:
                 break
             try:
-                status = self._poster.post(body)
+                status = self._post(body)
             except Exception as exc:
+                self._count("error.io")
                 logger.warning("posting spans to %s failed: %r", self.endpoint, exc)
                 continue
             if 200 <= status < 300:
                 self.sent_spans += count
+                self._count("sent", count)
                 return True
+            self._count("error.http")
             if status < 500:
                 logger.error("Zipkin rejected %d spans with HTTP %d; dropped", count, status)
                 self.dropped_spans += count
@@ -146,6 +153,19 @@ class ZipkinPublisher:
         logger.error("dropped %d spans that could not be posted", count)
         self.dropped_spans += count
         return False
+
+    def _post(self, body: bytes) -> int:
+        if self.metrics is None:
+            return self._poster.post(body)
+        with self.metrics.timer("post"):
+            return self._poster.post(body)
+
+    def _count(self, name: str, delta: int = 1) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.counter(name).increment(delta)
+            except Exception:
+                pass
 
 
 def _zipkin_api_url(text: str) -> str:
@@ -247,9 +267,23 @@ def publish_traces(argv: Sequence[str] | None = None) -> int:
         print(f"[{section}] {exc}", file=sys.stderr)
         return 2
 
+    raw_section = dict(config_parser.items(section))
+    metrics_client = None
+    if raw_section.get("metrics.namespace"):
+        from baseplate import metrics_client_from_config
+
+        try:
+            metrics_client = metrics_client_from_config(raw_section)
+        except config.ConfigurationError as exc:
+            print(f"[{section}] {exc}", file=sys.stderr)
+            return 2
+
     queue = open_trace_queue(args.queue_name)
     publisher = ZipkinPublisher(
-        cfg.zipkin_api_url, post_timeout=cfg.post_timeout, retry_limit=cfg.retry_limit
+        cfg.zipkin_api_url,
+        post_timeout=cfg.post_timeout,
+        retry_limit=cfg.retry_limit,
+        metrics_client=metrics_client,
     )
     run(queue, TraceBatch(cfg.max_batch_size), publisher)
     return 0
