@@ -5,6 +5,10 @@
 span processor with the chosen exporter to baseplate's tracer provider, applies the sample
 rate and, when configured, the trace header formats.
 
+Only sampled spans are exported. Vendor (auto-instrumentation) spans on the same provider are
+exported with baseplate's, so a request is one trace tree in the backend; Zipkin marks them
+with an ``otel.scope.name`` tag.
+
 Configuration (``[app:main]``)::
 
     tracing.service_name = my_service       ; required
