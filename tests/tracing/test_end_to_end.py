@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import jsonschema
@@ -19,6 +22,8 @@ from otel_bridge import propagation
 from otel_bridge.provider import default_sampler
 
 from .conftest import Receiver
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -170,3 +175,38 @@ def test_propagators_from_config(baseplate_app: Baseplate, receiver: Receiver) -
     baseplate_app.configure_tracing(client)
 
     assert propagation.http_propagator().fields == {"b3"}
+
+
+HAND_REGISTERED = """
+import sys
+from opentelemetry import trace
+from baseplate.core import Baseplate, RequestContext, TraceInfo
+from baseplate.diagnostics.tracing import TraceBaseplateObserver, tracing_client_from_config
+
+client = tracing_client_from_config(
+    {"tracing.service_name": "by-hand", "tracing.endpoint": sys.argv[1]}, environ={}
+)
+app = Baseplate()
+app.register(TraceBaseplateObserver(client))
+info = TraceInfo.from_upstream(7, 1, 2, True, None)
+server = app.make_server_span(RequestContext(), "handler", info)
+with server:
+    with server.make_child("redis.GET"):
+        pass
+assert trace.get_tracer_provider().force_flush(10000)
+"""
+
+
+def test_observer_registered_by_hand_exports(receiver: Receiver) -> None:
+    # A process of its own: the observer attaches to the global tracer provider.
+    result = subprocess.run(
+        [sys.executable, "-c", HAND_REGISTERED, receiver.address],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(span["name"] for span in receiver.spans()) == ["handler", "redis.GET"]
+    assert {span["localEndpoint"]["serviceName"] for span in receiver.spans()} == {"by-hand"}
