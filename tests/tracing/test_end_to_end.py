@@ -210,3 +210,20 @@ def test_observer_registered_by_hand_exports(receiver: Receiver) -> None:
     assert result.returncode == 0, result.stderr
     assert sorted(span["name"] for span in receiver.spans()) == ["handler", "redis.GET"]
     assert {span["localEndpoint"]["serviceName"] for span in receiver.spans()} == {"by-hand"}
+
+
+def test_unconfigured_tracing_prints_request_trees(
+    baseplate_app: Baseplate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = tracing_client_from_config(
+        {"tracing.service_name": "dev", "tracing.sample_rate": "100%"}, environ={}
+    )
+    baseplate_app.configure_tracing(client)
+
+    handle_request(baseplate_app, None)
+    assert baseplate_app.tracer_provider.force_flush(10_000)
+
+    err = capsys.readouterr().err
+    assert "  do_thing " in err
+    assert "├─ redis.GET " in err
+    assert "└─ render (local) " in err
