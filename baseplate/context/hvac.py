@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import hvac
@@ -36,6 +37,9 @@ from baseplate.context._clients import (
 from baseplate.core import Span
 
 _VENDOR = ("opentelemetry.instrumentation.requests", "RequestsInstrumentor")
+
+# The span of the Vault request being sent, for the error hook that sees its response.
+_request_span: ContextVar[Span | None] = ContextVar("baseplate_vault_request_span", default=None)
 
 
 def hvac_factory_from_config(
@@ -133,12 +137,23 @@ class InstrumentedAdapter(JSONAdapter):
         with self.server_span.make_child(f"{self.context_name}.request") as span:
             span.set_tag("http.method", method.upper())
             span.set_tag("http.url", url)
-            with vendor_suppressed(vendor_instrumentation_active(*_VENDOR)):
-                result = super().request(method, url, *args, **kwargs)
+            token = _request_span.set(span)
+            try:
+                with vendor_suppressed(vendor_instrumentation_active(*_VENDOR)):
+                    result = super().request(method, url, *args, **kwargs)
+            finally:
+                _request_span.reset(token)
             # JSONAdapter returns the decoded body of a 200 and the response otherwise
             status = result.status_code if isinstance(result, requests.Response) else 200
             span.set_tag("http.status_code", status)
             return result
+
+    def _raise_for_error(self, method: str, url: str, response: requests.Response) -> None:
+        # hvac turns an error response into an exception here: keep its status on the span
+        span = _request_span.get()
+        if span is not None:
+            span.set_tag("http.status_code", response.status_code)
+        super()._raise_for_error(method, url, response)
 
 
 __all__ = [

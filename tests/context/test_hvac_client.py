@@ -142,6 +142,7 @@ def test_vault_error_reaches_caller_and_fails_span(
         vault.secrets.kv.v2.read_secret_version(f"missing/{uuid.uuid4().hex}")
     span = only(exporter, "vault.request")
     assert span.status.status_code is StatusCode.ERROR
+    assert attributes(span)["http.status_code"] == 404
     (event,) = [event for event in span.events if event.name == "exception"]
     assert event.attributes is not None
     assert str(event.attributes["exception.type"]).endswith("InvalidPath")
