@@ -458,16 +458,18 @@ def _run_server(args: argparse.Namespace) -> None:
         stopping.set()
 
     register_signal_handlers(stop)
-    try:
-        app = make_app(config.app)
-    except ConfigurationError as exc:
-        raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
-
+    # Listening before the application is built lets an application that forks (a pre-fork
+    # model) serve the same socket from every process.
     bind = args.bind or _endpoint(DEFAULT_BIND)
     try:
         listener = make_listener(bind)
     except (OSError, ValueError) as exc:
         raise ConfigFileError(str(getattr(exc, "strerror", None) or exc))
+    try:
+        app = make_app(config.app)
+    except ConfigurationError as exc:
+        listener.close()
+        raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
     try:
         server = make_server(config.server, listener, app)
     except ConfigurationError as exc:

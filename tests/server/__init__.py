@@ -1,0 +1,1 @@
+"""Tests of the servers and command-line tools (baseplate.server)."""

@@ -1,0 +1,282 @@
+"""Applications the server tests run under the real ``baseplate-serve`` (in subprocesses).
+
+Options they read from their ``[app:main]`` section, besides the baseplate ones
+(``metrics.*``, ``tracing.*``):
+
+* ``test.spans_path``: finished spans are written there as JSON lines, through the same
+  bounded batch processor the tracing exporters use (so export runs in a background worker,
+  and what is still queued at exit must be flushed by the server);
+* ``test.report_path``: a JSON line per process describing how it started;
+* ``test.fork``: ``true`` to fork once the application is built (a pre-fork application);
+* ``test.healthy``: ``false`` makes the health checks fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gevent import pywsgi
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from pyramid.config import Configurator
+from pyramid.request import Request
+
+import baseplate
+from baseplate.config import Boolean, Float, Optional, String, parse_config
+from baseplate.core import Baseplate
+from exporters.batch import BoundedBatchSpanProcessor
+
+logger = logging.getLogger("serve_apps")
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each exported span to a file as one JSON object per line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = []
+        for span in spans:
+            context = span.context
+            assert context is not None
+            lines.append(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "name": span.name,
+                        "kind": span.kind.name,
+                        "trace_id": context.trace_id,
+                        "span_id": context.span_id,
+                        "parent_id": span.parent.span_id if span.parent else None,
+                        "sampled": context.trace_flags.sampled,
+                        "attributes": dict(span.attributes or {}),
+                        "status": span.status.status_code.name,
+                    }
+                )
+            )
+        with self.lock, open(self.path, "a") as out:
+            out.write("".join(line + "\n" for line in lines))
+        return SpanExportResult.SUCCESS
+
+
+def _otel_lock_is_cooperative() -> bool:
+    # OpenTelemetry makes this lock when it is imported: a gevent lock shows that it was
+    # imported after monkey-patching.
+    from opentelemetry import trace
+
+    lock = trace._TRACER_PROVIDER_SET_ONCE._lock
+    return type(lock).__module__.startswith("gevent")
+
+
+def _report(path: str | None, **extra: Any) -> None:
+    if not path:
+        return
+    import gevent.monkey
+
+    record = {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "gevent_patched": gevent.monkey.is_module_patched("socket"),
+        "otel_lock_cooperative": _otel_lock_is_cooperative(),
+        **extra,
+    }
+    with open(path, "a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
+    cfg = parse_config(
+        app_config,
+        {
+            "test": {
+                "spans_path": Optional(String),
+                "report_path": Optional(String),
+                "fork": Optional(Boolean, default=False),
+                "healthy": Optional(Boolean, default=True),
+                "schedule_delay": Optional(Float, default=0.05),
+            }
+        },
+    )
+    bp = Baseplate()
+    bp.configure_logging()
+    if app_config.get("metrics.endpoint"):
+        bp.configure_metrics(baseplate.metrics_client_from_config(app_config))
+    if cfg.test.spans_path:
+        bp.add_span_processor(
+            BoundedBatchSpanProcessor(
+                JsonLinesSpanExporter(cfg.test.spans_path),
+                schedule_delay=cfg.test.schedule_delay,
+            )
+        )
+    if app_config.get("tracing.sample_rate"):
+        bp.sampler.sample_rate = float(app_config["tracing.sample_rate"])
+    return bp, cfg.test
+
+
+def _after_build(test_cfg: Any, kind: str) -> None:
+    _report(test_cfg.report_path, kind=kind)
+    if test_cfg.fork:
+        pid = os.fork()
+        if pid == 0:
+            _report(test_cfg.report_path, kind=kind, forked_child=True)
+
+
+# -- WSGI ---------------------------------------------------------------------------------
+
+
+def make_wsgi_app(app_config: dict[str, str]) -> Any:
+    """A Pyramid application integrated with baseplate."""
+    from baseplate.integration.pyramid import BaseplateConfigurator
+
+    bp, test_cfg = _make_baseplate(app_config)
+    configurator = Configurator()
+    configurator.include(BaseplateConfigurator(bp, trust_trace_headers=True).includeme)
+
+    def hello(request: Request) -> Any:
+        return {"hello": "world", "pid": os.getpid()}
+
+    def slow(request: Request) -> Any:
+        seconds = float(request.params.get("seconds", "1"))
+        marker = request.params.get("marker")
+        if marker:
+            open(marker, "w").close()  # tells the test the request is in progress
+        time.sleep(seconds)
+        return {"slept": seconds}
+
+    def log_line(request: Request) -> Any:
+        logger.info("handling the log route")
+        return {"trace_id": request.trace.trace_id}
+
+    def health(request: Request) -> Any:
+        if not test_cfg.healthy:
+            request.response.status_int = 503
+            return {"healthy": False}
+        return {"healthy": True}
+
+    def config_view(request: Request) -> Any:
+        return dict(app_config)
+
+    def fail(request: Request) -> Any:
+        raise RuntimeError("this view always fails")
+
+    for name, path, view in (
+        ("hello", "/hello", hello),
+        ("slow", "/slow", slow),
+        ("log", "/log", log_line),
+        ("health", "/health", health),
+        ("config", "/config", config_view),
+        ("fail", "/fail", fail),
+    ):
+        configurator.add_route(name, path, request_method="GET")
+        configurator.add_view(view, route_name=name, renderer="json")
+    app = configurator.make_wsgi_app()
+    app.baseplate = bp  # type: ignore[attr-defined]
+    _after_build(test_cfg, "wsgi")
+    return app
+
+
+def config_echo_app(app_config: dict[str, str]) -> Any:
+    """A bare WSGI app answering every request with its app config as JSON."""
+    body = json.dumps(app_config).encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+class MarkingHandler(pywsgi.WSGIHandler):
+    """A custom pywsgi handler (the ``handler`` server option) that marks the environ."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ["test.handler"] = type(self).__name__
+        return environ
+
+
+def environ_app(app_config: dict[str, str]) -> Any:
+    """A bare WSGI app answering with the ``test.handler`` environ key."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"handler": environ.get("test.handler")}).encode()]
+
+    return app
+
+
+def failing_config_app(app_config: dict[str, str]) -> Any:
+    """An app whose own configuration parsing fails on a bad ``workers`` value."""
+    from baseplate.config import Integer
+
+    parse_config(app_config, {"workers": Integer})
+    return config_echo_app(app_config)
+
+
+# -- Thrift -------------------------------------------------------------------------------
+
+
+class HealthHandler:
+    """``BaseplateService`` handler: healthy, unhealthy, raising or slow as configured."""
+
+    def __init__(self, healthy: bool, mode: str, delay: float) -> None:
+        self.healthy = healthy
+        self.mode = mode
+        self.delay = delay
+
+    def is_healthy(self, context: Any) -> bool:
+        logger.info("is_healthy called")
+        if self.delay:
+            time.sleep(self.delay)
+        if self.mode == "raise":
+            raise RuntimeError("health check exploded")
+        return self.healthy
+
+
+def make_thrift_processor(app_config: dict[str, str]) -> Any:
+    """A ``BaseplateService`` processor integrated with baseplate."""
+    from baseplate.integration.thrift import BaseplateProcessorEventHandler, ContextProcessor
+    from baseplate.thrift import BaseplateService
+
+    bp, test_cfg = _make_baseplate(app_config)
+    handler = HealthHandler(
+        test_cfg.healthy,
+        app_config.get("test.mode", "normal"),
+        float(app_config.get("test.delay", "0")),
+    )
+    processor = ContextProcessor(BaseplateService.Processor(handler))
+    processor.setEventHandler(BaseplateProcessorEventHandler(logger, bp))
+    _after_build(test_cfg, "thrift")
+    return processor
+
+
+# -- baseplate-script and baseplate-tshell --------------------------------------------------
+
+
+def print_config(app_config: dict[str, str]) -> None:
+    """A script: print the app config as JSON."""
+    print(json.dumps(app_config, sort_keys=True))
+
+
+def print_message(app_config: dict[str, str]) -> None:
+    """The documented example script."""
+    print(app_config["message"])
+
+
+def tshell_setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
+    """A tshell setup hook adding a variable."""
+    env["answer"] = 42
+    env_banner["answer"] = "The answer"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run through baseplate-serve")
