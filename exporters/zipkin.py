@@ -118,12 +118,6 @@ def is_shared_server_span(span: ReadableSpan) -> bool:
     return span.kind is SpanKind.SERVER and span.parent is not None and span.parent.is_remote
 
 
-def is_baseplate_span(span: ReadableSpan) -> bool:
-    """Whether the span was made through the baseplate span API (not a vendor library)."""
-    scope = span.instrumentation_scope
-    return scope is not None and scope.name == semconv.TRACER_NAME
-
-
 def tag_value(value: Any) -> str:
     """Render an attribute value as a Zipkin tag string."""
     if isinstance(value, str):
