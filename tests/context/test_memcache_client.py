@@ -29,8 +29,12 @@ ENDPOINT = "127.0.0.1:11211"
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"bp-{uuid.uuid4().hex[:12]}-"
+def prefix() -> Iterator[str]:
+    name = f"bp-{uuid.uuid4().hex[:12]}-"
+    yield name
+    cleanup = PooledClient(("127.0.0.1", 11211))
+    cleanup.delete_many([name + suffix for suffix in ("doc", "one", "n", "a", "b", "item")])
+    cleanup.close()
 
 
 @pytest.fixture
