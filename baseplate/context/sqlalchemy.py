@@ -213,19 +213,24 @@ class SQLAlchemyEngineContextFactory(ContextFactory):
         executemany: bool,
     ) -> tuple[str, Any]:
         """Handle the engine's ``before_cursor_execute`` event: start the statement's span."""
-        request = self._request_of(conn.get_execution_options())
-        if request is None or context is None:
+        try:
+            request = self._request_of(conn.get_execution_options())
+            if request is None or context is None:
+                return statement, parameters
+            name, server_span = request
+            span = server_span.make_child(f"{name}.execute")
+            span.set_tag("statement", statement)
+            if executemany:
+                span.set_tag("executemany", True)
+            span.start()
+            setattr(context, _SPAN_ATTR, span)
+            if vendor_instrumentation_active(*_VENDOR):
+                setattr(context, _SUPPRESS_ATTR, suppress_instrumentation())
+            return f"{statement} -- trace:{span.trace_id:d},span:{span.id:d}", parameters
+        except Exception:
+            # telemetry never fails a statement
+            logger.exception("could not trace a SQL statement")
             return statement, parameters
-        name, server_span = request
-        span = server_span.make_child(f"{name}.execute")
-        span.set_tag("statement", statement)
-        if executemany:
-            span.set_tag("executemany", True)
-        span.start()
-        setattr(context, _SPAN_ATTR, span)
-        if vendor_instrumentation_active(*_VENDOR):
-            setattr(context, _SUPPRESS_ATTR, suppress_instrumentation())
-        return f"{statement} -- trace:{span.trace_id:d},span:{span.id:d}", parameters
 
     def on_after_execute(
         self,
@@ -237,12 +242,21 @@ class SQLAlchemyEngineContextFactory(ContextFactory):
         executemany: bool,
     ) -> None:
         """Handle the event which happens after successful cursor execution."""
-        span = _take_span(context)
-        if span is not None:
-            span.finish()
+        try:
+            span = _take_span(context)
+            if span is not None:
+                span.finish()
+        except Exception:
+            logger.exception("could not finish a SQL statement's span")
 
     def on_error(self, exception_context: ExceptionContext) -> None:
         """Handle the event which happens on exceptions during execution or connecting."""
+        try:
+            self._record_error(exception_context)
+        except Exception:
+            logger.exception("could not record a SQL error on its span")
+
+    def _record_error(self, exception_context: ExceptionContext) -> None:
         error = exception_context.original_exception
         exc_info = (type(error), error, error.__traceback__)
         span = _take_span(exception_context.execution_context)

@@ -407,3 +407,17 @@ def test_database_down_killed_and_back_through_a_proxy(
         base.dispose()
     statuses = [span.status.status_code for span in finished(exporter, "db.execute")]
     assert statuses == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.ERROR, StatusCode.UNSET]
+
+
+def test_tracing_failure_never_fails_the_statement(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenSpan:
+        def make_child(self, name: str) -> Any:
+            raise RuntimeError("tracing is broken")
+
+    base = engine_from_config({"database.url": "sqlite://"})
+    engine = SQLAlchemyEngineContextFactory(base).make_object_for_context(
+        "db", BrokenSpan()  # type: ignore[arg-type]
+    )
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 8")).scalar() == 8
+    assert "could not trace a SQL statement" in caplog.text
