@@ -11,6 +11,7 @@ through these classes is suppressed (see :mod:`baseplate.context._clients`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -225,7 +226,58 @@ class MonitoredPipeline(redis.client.Pipeline):
 #: The name this class had in baseplate 0.28.
 MonitoredRedisPipeline = MonitoredPipeline
 
+
+class MessageQueue:
+    """A redis-backed variant of :class:`baseplate.message_queue.MessageQueue`.
+
+    Messages are kept in a redis list named ``name``.
+
+    :param name: can be any string.
+    :param client: a :class:`redis.ConnectionPool` (e.g. from :func:`pool_from_config`) or
+        a redis client (such as the ``MonitoredRedisConnection`` of a request).
+    """
+
+    def __init__(self, name: str, client: redis.ConnectionPool | redis.Redis):
+        self.queue = name
+        if isinstance(client, redis.ConnectionPool):
+            self.client: redis.Redis = redis.Redis(connection_pool=client)
+        else:
+            self.client = client
+
+    def get(self, timeout: float | None = None) -> bytes:
+        """Read a message from the queue.
+
+        :param timeout: If the queue is empty, the call will block up to ``timeout``
+            seconds, or forever if ``None``; a float is rounded up to whole seconds.
+        :raises baseplate.message_queue.TimedOutError: The queue was empty for the
+            allowed duration of the call.
+        """
+        if timeout == 0:
+            message = self.client.lpop(self.queue)
+        else:
+            wait = 0 if timeout is None else max(1, math.ceil(timeout))
+            popped = self.client.blpop([self.queue], timeout=wait)
+            message = popped[1] if popped else None
+        if message is None:
+            from baseplate.message_queue import TimedOutError
+
+            raise TimedOutError
+        return message  # type: ignore[return-value]
+
+    def put(self, message: bytes | str, timeout: float | None = None) -> None:
+        """Add a message to the queue (``timeout`` is accepted for compatibility: redis
+        lists never fill up)."""
+        self.client.rpush(self.queue, message)
+
+    def unlink(self) -> None:
+        """Nothing to do for the redis variant (kept for interface compatibility)."""
+
+    def close(self) -> None:
+        """Delete the queue from the redis server (using it again recreates it)."""
+        self.client.delete(self.queue)
+
 __all__ = [
+    "MessageQueue",
     "MonitoredPipeline",
     "MonitoredRedisConnection",
     "MonitoredRedisPipeline",

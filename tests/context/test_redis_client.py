@@ -354,3 +354,35 @@ def test_pool_from_config_timespans_apply(own_redis: LocalServer) -> None:
     assert datetime.timedelta(seconds=pool.connection_kwargs["socket_timeout"]) == (
         datetime.timedelta(milliseconds=150)
     )
+
+
+# -- redis-backed message queue ----------------------------------------------------------
+
+
+def test_message_queue_round_trip(pool: redis.ConnectionPool, key: str) -> None:
+    from baseplate.context.redis import MessageQueue
+    from baseplate.message_queue import TimedOutError
+
+    queue = MessageQueue(key, pool)
+    queue.put("first")
+    queue.put(b"second")
+    assert queue.get() == b"first"
+    assert queue.get(timeout=0.2) == b"second"
+    with pytest.raises(TimedOutError):
+        queue.get(timeout=0)
+    with pytest.raises(TimedOutError):
+        queue.get(timeout=0.1)  # rounded up to redis's one-second minimum
+    queue.put("left over")
+    queue.close()
+    assert redis.Redis(connection_pool=pool).exists(key) == 0
+
+
+def test_message_queue_over_a_monitored_connection(
+    client: MonitoredRedisConnection, exporter: InMemorySpanExporter, key: str
+) -> None:
+    from baseplate.context.redis import MessageQueue
+
+    queue = MessageQueue(key, client)
+    queue.put("traced")
+    assert queue.get(timeout=1) == b"traced"
+    assert only(exporter, "redis.RPUSH") and only(exporter, "redis.BLPOP")
