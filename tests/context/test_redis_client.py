@@ -386,3 +386,65 @@ def test_message_queue_over_a_monitored_connection(
     queue.put("traced")
     assert queue.get(timeout=1) == b"traced"
     assert only(exporter, "redis.RPUSH") and only(exporter, "redis.BLPOP")
+
+
+# -- concurrency and sampling --------------------------------------------------------------
+
+
+def test_concurrent_requests_keep_their_own_spans(
+    baseplate: Baseplate, pool: redis.ConnectionPool, exporter: InMemorySpanExporter, key: str
+) -> None:
+    import threading
+
+    baseplate.add_to_context("redis", RedisContextFactory(pool))
+    server_ids: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def handle(index: int) -> None:
+        try:
+            context = RequestContext()
+            with baseplate.make_server_span(context, f"request{index}") as span:
+                server_ids[index] = span.id
+                for _ in range(5):
+                    context.redis.incr(key)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=handle, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert redis.Redis(connection_pool=pool).get(key) == b"40"
+    spans = finished(exporter, "redis.INCRBY")
+    assert len(spans) == 40
+    parents = [span.parent.span_id for span in spans if span.parent is not None]
+    assert sorted(parents) == sorted(list(server_ids.values()) * 5)
+
+
+def test_unsampled_request_spans_are_recorded_not_exported(
+    baseplate: Baseplate,
+    pool: redis.ConnectionPool,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    key: str,
+) -> None:
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+    from baseplate.core import TraceInfo
+
+    ended: list[ReadableSpan] = []
+
+    class Recorder(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(span)
+
+    provider.add_span_processor(Recorder())
+    baseplate.add_to_context("redis", RedisContextFactory(pool))
+    context = RequestContext()
+    info = TraceInfo.from_upstream(4321, 1, 2, False, None)
+    with baseplate.make_server_span(context, "handler", info):
+        context.redis.get(key)
+    assert [span.name for span in ended] == ["redis.GET", "handler"]
+    assert exporter.get_finished_spans() == ()

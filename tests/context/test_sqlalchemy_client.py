@@ -421,3 +421,43 @@ def test_tracing_failure_never_fails_the_statement(caplog: pytest.LogCaptureFixt
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 8")).scalar() == 8
     assert "could not trace a SQL statement" in caplog.text
+
+
+def test_orm_session_flush_and_query_are_spans(
+    baseplate: Baseplate, pg_engine: sa.Engine, exporter: InMemorySpanExporter, table: str
+) -> None:
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = table
+        id = sa.Column(sa.Integer, primary_key=True)
+        note = sa.Column(sa.Text)
+
+    baseplate.add_to_context("db", SQLAlchemySessionContextFactory(pg_engine))
+    context = RequestContext()
+    with baseplate.make_server_span(context, "handler"):
+        context.db.add(Note(id=3, note="orm"))
+        context.db.commit()
+        assert context.db.get(Note, 3).note == "orm"
+    statements = [attributes(span)["statement"] for span in finished(exporter, "db.execute")]
+    assert any(statement.startswith(f"INSERT INTO {table}") for statement in statements)
+    assert any(statement.startswith("SELECT") for statement in statements)
+
+
+def test_unsampled_requests_still_comment_their_statements(
+    baseplate: Baseplate, pg_engine: sa.Engine, exporter: InMemorySpanExporter
+) -> None:
+    from baseplate.core import TraceInfo
+
+    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(pg_engine))
+    context = RequestContext()
+    info = TraceInfo.from_upstream(98765, 11, 12, False, None)
+    with baseplate.make_server_span(context, "handler", info):
+        with context.db.connect() as conn:
+            sent = conn.execute(sa.text("SELECT current_query()")).scalar()
+    match = COMMENT.search(sent)
+    assert match is not None and int(match[1]) == 98765
+    assert exporter.get_finished_spans() == ()
