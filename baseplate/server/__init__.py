@@ -277,6 +277,10 @@ def configure_logging(config: Configuration, debug: bool, stream: IO[str] | None
     if config.has_logging_options:
         try:
             logging.config.fileConfig(config.filename, disable_existing_loggers=False)
+        except KeyError as exc:  # what fileConfig raises for a missing section or option
+            raise ConfigFileError(
+                f"{config.filename}: bad logging configuration: {exc.args[0]!r} is missing"
+            )
         except Exception as exc:
             raise ConfigFileError(
                 f"{config.filename}: bad logging configuration: "

@@ -15,6 +15,8 @@ from typing import Any
 
 import gevent
 
+from baseplate import config
+
 logger = logging.getLogger(__name__)
 
 _POLL_INTERVAL = 0.01
@@ -82,20 +84,19 @@ class ServerOptions:
 
 
 def _seconds(text: str) -> float:
-    from baseplate import config
-
     try:
         value = float(text)
     except ValueError:
-        value = config.Timespan(text).total_seconds()
+        try:
+            value = config.Timespan(text).total_seconds()
+        except ValueError:
+            raise ValueError(f"invalid time {text!r}: expected seconds, or e.g. '30 seconds'")
     if value < 0:
         raise ValueError(f"must not be negative, got {text!r}")
     return value
 
 
 def _concurrency(text: str) -> int:
-    from baseplate import config
-
     value = config.Integer(text)
     if value < 0:
         raise ValueError(f"must not be negative, got {text!r}")
@@ -107,8 +108,6 @@ def parse_server_options(server_config: dict[str, str]) -> ServerOptions:
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
-    from baseplate import config
-
     cfg = config.parse_config(
         server_config,
         {
