@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
 echo "== ruff"
-.venv/bin/ruff check baseplate otel_bridge exporters tests benchmarks examples
+.venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy baseplate otel_bridge exporters
 echo "== pytest"
