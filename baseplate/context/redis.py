@@ -126,7 +126,7 @@ class MonitoredRedisConnection(redis.StrictRedis):
                 return super().execute_command(*args, **kwargs)
 
     def pipeline(  # type: ignore[override]
-        self, name: str, transaction: bool = True, shard_hint: Any = None
+        self, name: str = "unnamed", transaction: bool = True, shard_hint: Any = None
     ) -> MonitoredPipeline:
         """Create a pipeline.
 
@@ -134,7 +134,8 @@ class MonitoredRedisConnection(redis.StrictRedis):
         is deferred until ``execute`` is called, which is one span named
         ``<context_name>.pipeline_<name>``. This is useful for saving round trips.
 
-        :param name: The name to attach to diagnostics for this pipeline.
+        :param name: The name to attach to diagnostics for this pipeline (``unnamed`` when
+            redis-py itself asks for a pipeline by keyword, e.g. for RediSearch).
         :param transaction: Whether or not the commands in the pipeline are wrapped with a
             transaction and executed atomically.
         :param shard_hint: Passed through to :class:`redis.client.Pipeline`.

@@ -160,9 +160,16 @@ def test_pipeline_without_transaction(
     assert only(exporter, "redis.pipeline_plain")
 
 
-def test_pipeline_requires_a_name(client: MonitoredRedisConnection) -> None:
+def test_pipeline_name_is_a_string(
+    client: MonitoredRedisConnection, exporter: InMemorySpanExporter, key: str
+) -> None:
     with pytest.raises(TypeError, match="pipeline name"):
         client.pipeline(True)  # type: ignore[arg-type]
+    # redis-py's own helpers ask for pipelines by keyword only
+    pipe = client.pipeline(transaction=False)
+    pipe.get(key)
+    assert pipe.execute() == [None]
+    assert only(exporter, "redis.pipeline_unnamed")
 
 
 def test_transaction_watches_and_executes(
