@@ -77,10 +77,12 @@ class HvacContextFactory(ContextFactory):
 
     :param secrets_store: Configured :class:`~baseplate.secrets.SecretsStore` from which
         we can get a Vault authentication token.
-    :param timeout: How long to wait for calls to Vault.
+    :param timeout: How long to wait for calls to Vault (a timedelta, or seconds).
     """
 
-    def __init__(self, secrets_store: Any, timeout: datetime.timedelta):
+    def __init__(self, secrets_store: Any, timeout: datetime.timedelta | float):
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            timeout = datetime.timedelta(seconds=timeout)
         if not isinstance(timeout, datetime.timedelta):
             raise TypeError(f"timeout must be a datetime.timedelta, got {timeout!r}")
         self.secrets = secrets_store

@@ -83,6 +83,10 @@ def test_factory_from_config(secrets: SecretsStore) -> None:
     with pytest.raises(ConfigurationError, match=r"vault\.timeout"):
         hvac_factory_from_config({"vault.timeout": "soon"}, secrets)
 
+    assert HvacContextFactory(secrets, 2.5).timeout == datetime.timedelta(seconds=2.5)
+    with pytest.raises(TypeError, match="timeout"):
+        HvacContextFactory(secrets, "1 second")  # type: ignore[arg-type]
+
 
 # -- spans -------------------------------------------------------------------------------
 

@@ -130,6 +130,7 @@ def test_publish_is_a_span_and_carries_the_trace(
     connection, exchange, queue = broker
     producer, server_span = producer_for(baseplate, connection, exchange)
     assert isinstance(producer, KombuProducer)
+    assert KombuProducerContextFactory(connection, exchange, max_connections=2).producers.limit == 2
     producer.publish({"link": "t3_1"}, routing_key=names["key"], headers={"app": "kept"})
 
     span = only(exporter, "amqp.publish")
