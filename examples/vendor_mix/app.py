@@ -85,10 +85,12 @@ class Views:
     def fanout(self, request: Request) -> dict[str, Any]:
         """Work on greenlets and a thread pool; every piece reports the trace it ran in."""
         count = int(request.params.get("greenlets", "3"))
+        use_redis = request.params.get("redis", "1") == "1"
 
         def in_greenlet(index: int) -> int:
             gevent.sleep(0.001 * (index % 5))
-            self.redis.ping()  # a vendor span, child of the request's server span
+            if use_redis:
+                self.redis.ping()  # a vendor span, child of the request's server span
             return _current_trace_id()
 
         def in_thread() -> int:
@@ -153,7 +155,11 @@ def make_configurator(app_config: Mapping[str, str]) -> tuple[Configurator, Base
 
     engine = sqlalchemy.create_engine(cfg.database.url, pool_pre_ping=False)
     _instrument_sqlalchemy(engine)
-    views = Views(redis.Redis.from_url(cfg.redis.url), engine, cfg.downstream.url)
+    # A blocking pool: under load, greenlets wait for a free connection instead of failing.
+    redis_pool = redis.BlockingConnectionPool.from_url(
+        cfg.redis.url, max_connections=50, timeout=30
+    )
+    views = Views(redis.Redis(connection_pool=redis_pool), engine, cfg.downstream.url)
 
     configurator = Configurator(settings=dict(app_config))
     configurator.include(BaseplateConfigurator(baseplate, trust_trace_headers=True).includeme)

@@ -142,3 +142,45 @@ def test_stderr_has_no_noise(service: Service) -> None:
     service.get("/fanout")
     assert service.stop() == 0
     assert_quiet(service.server.stderr)
+
+
+def _exporters(info: dict) -> list[tuple[str, str]]:
+    return [(p["processor"], p["exporter"]) for p in info["processors"]]
+
+
+def test_otel_traces_exporter_alone_is_left_to_the_distro(tmp_path: pathlib.Path) -> None:
+    # The distro exports to the console from OTEL_TRACES_EXPORTER; baseplate, with no
+    # tracing.exporter in the INI file, must not add a second console exporter.
+    service = Service(
+        tmp_path, env={"OTEL_TRACES_EXPORTER": "console"}, tracing_exporter=""
+    )
+    try:
+        info = service.get("/_debug/provider").json()
+        trace_id = service.get("/orders/12").json()["trace_id"]
+        spans = service.trace(trace_id, 6)
+    finally:
+        assert service.stop() == 0
+
+    assert _exporters(info) == [
+        ("BatchSpanProcessor", "ConsoleSpanExporter"),
+        ("BoundedBatchSpanProcessor", "JsonLinesExporter"),
+    ]
+    # The distro's console exporter printed the request's spans once, as JSON on stdout.
+    assert service.server.stdout.count(f'"trace_id": "0x{trace_id:032x}"') == len(spans)
+    assert_quiet(service.server.stderr)
+
+
+def test_ini_exporter_runs_beside_the_distro_exporter(tmp_path: pathlib.Path) -> None:
+    service = Service(
+        tmp_path, env={"OTEL_TRACES_EXPORTER": "console"}, tracing_exporter="console"
+    )
+    try:
+        info = service.get("/_debug/provider").json()
+    finally:
+        assert service.stop() == 0
+
+    assert _exporters(info) == [
+        ("BatchSpanProcessor", "ConsoleSpanExporter"),
+        ("BoundedBatchSpanProcessor", "ConsoleSpanExporter"),
+        ("BoundedBatchSpanProcessor", "JsonLinesExporter"),
+    ]
