@@ -37,6 +37,7 @@ from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import (
     ATTR_COMPONENT,
     ATTR_LOG_PAYLOAD,
+    ATTR_SHARED_SPAN,
     TRACE_STATE_FLAGS,
     flags_of,
 )
@@ -142,6 +143,12 @@ def _check_id(name: str, value: Any, limit: int, allow_zero: bool = False) -> No
         raise ValueError(f"invalid {name} {value!r}: out of range")
 
 
+class _ChildOfUpstream(TraceInfo):
+    """Trace info whose span id is this service's own (W3C/B3 callers, vendor parents)."""
+
+    __slots__ = ()
+
+
 def trace_info_from_context(ctx: Context) -> TraceInfo | None:
     """The upstream trace info in an OTel context returned by a propagator's ``extract``.
 
@@ -159,7 +166,7 @@ def trace_info_from_context(ctx: Context) -> TraceInfo | None:
     trace_id = span_context.trace_id
     if isinstance(upstream_parent, int):
         return TraceInfo(trace_id, upstream_parent, span_context.span_id, sampled, flags)
-    return TraceInfo(trace_id, span_context.span_id, new_id(), sampled, flags)
+    return _ChildOfUpstream(trace_id, span_context.span_id, new_id(), sampled, flags)
 
 
 # -- spans -------------------------------------------------------------------------------
@@ -439,12 +446,22 @@ class ServerSpan(Span):
         tracer: trace.Tracer | None = None,
         parent_context: Context | None = None,
         sampler: BaseplateSampler | None = None,
+        shared: bool = False,
     ):
         decided = (sampler or _provider.default_sampler()).decide(trace_id, sampled, flags)
         super().__init__(
             trace_id, parent_id, span_id, decided, flags, name, context, tracer=tracer
         )
         self._explicit_parent = parent_context
+        #: Whether the span reuses its caller's span id (Zipkin shared-span model).
+        self.shared = shared
+
+    def _initial_attributes(self) -> dict[str, Any] | None:
+        attributes = super()._initial_attributes()
+        if self.shared:
+            attributes = attributes or {}
+            attributes[ATTR_SHARED_SPAN] = True
+        return attributes
 
     def _preset(self) -> SpanPreset:
         return SpanPreset(
@@ -571,7 +588,7 @@ class Baseplate:
             current = trace.get_current_span().get_span_context()
             if current.is_valid:
                 parent_context = trace.set_span_in_context(trace.get_current_span())
-                trace_info = TraceInfo(
+                trace_info = _ChildOfUpstream(
                     current.trace_id,
                     current.span_id,
                     new_id(),
@@ -591,6 +608,8 @@ class Baseplate:
             tracer=self._tracer,
             parent_context=parent_context,
             sampler=self.sampler,
+            shared=trace_info.parent_id is not None
+            and not isinstance(trace_info, _ChildOfUpstream),
         )
         context.trace = span
         for observer in self.observers:

@@ -5,8 +5,8 @@ Differences from the stock ``opentelemetry-exporter-zipkin-json`` exporter:
 * ``debug`` is set only for traces carrying baseplate's debug flag, not for every sampled span.
 * 64-bit trace ids stay 16 hex digits (128-bit ones are 32), so ids match what legacy
   baseplate peers log and propagate.
-* a server span that reuses its caller's span id (baseplate's shared-span model: the server
-  span's OTel parent is a remote span) is marked ``shared``.
+* a server span that reuses its caller's span id (baseplate's shared-span model, marked by
+  the ``baseplate.shared_span`` attribute) is marked ``shared``.
 * local spans carry their component as the ``lc`` tag; span events become annotations;
   a span with ERROR status gets the ``error`` tag.
 * it never raises: a collector that is down, hangs or answers with an error makes ``export``
@@ -115,7 +115,8 @@ def is_local_root(span: ReadableSpan) -> bool:
 
 def is_shared_server_span(span: ReadableSpan) -> bool:
     """Whether a server span continues its caller's span (baseplate's shared-span model)."""
-    return span.kind is SpanKind.SERVER and span.parent is not None and span.parent.is_remote
+    shared = (span.attributes or {}).get(semconv.ATTR_SHARED_SPAN)
+    return span.kind is SpanKind.SERVER and bool(shared)
 
 
 def tag_value(value: Any) -> str:

@@ -15,6 +15,11 @@ TRACER_NAME = "baseplate"
 #: Attribute holding a local span's component name (``make_child(local=True, component_name=...)``).
 ATTR_COMPONENT = "baseplate.component_name"
 
+#: Attribute set (True) on a server span that reuses its caller's span id: baseplate's
+#: Zipkin shared-span model, used when the trace came in baseplate headers. Server spans
+#: continuing W3C or B3 callers get a span id of their own and no such attribute.
+ATTR_SHARED_SPAN = "baseplate.shared_span"
+
 #: Attribute holding a span event's payload (``Span.log(name, payload)``).
 ATTR_LOG_PAYLOAD = "baseplate.payload"
 

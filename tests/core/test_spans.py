@@ -414,3 +414,25 @@ def test_vendor_span_under_undecided_headers_uses_the_rate(provider: Any) -> Non
         span = tracer.start_span("GET /", context=ctx)
         assert span.get_span_context().trace_flags.sampled is bool(rate)
         span.end()
+
+
+def test_shared_span_marked_only_for_baseplate_headers(baseplate: Baseplate, exporter: Any) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from otel_bridge.propagation import BaseplateHTTPPropagator
+    from otel_bridge.semconv import ATTR_SHARED_SPAN
+
+    legacy = BaseplateHTTPPropagator().extract(
+        {"X-Trace": "1", "X-Parent": "2", "X-Span": "3", "X-Sampled": "1"}
+    )
+    w3c = TraceContextTextMapPropagator().extract({"traceparent": f"00-{1:032x}-{2:016x}-01"})
+    for name, ctx in (("legacy", legacy), ("w3c", w3c)):
+        with baseplate.make_server_span(RequestContext(), name, trace_info_from_context(ctx)):
+            pass
+    with baseplate.make_server_span(RequestContext(), "new"):
+        pass
+    spans = by_name(exporter.get_finished_spans())
+    assert spans["legacy"].attributes.get(ATTR_SHARED_SPAN) is True
+    assert spans["legacy"].context.span_id == 3
+    assert ATTR_SHARED_SPAN not in spans["w3c"].attributes
+    assert ATTR_SHARED_SPAN not in spans["new"].attributes

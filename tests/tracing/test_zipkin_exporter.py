@@ -126,9 +126,15 @@ def test_server_span_continuing_an_upstream_span_is_shared(
 ) -> None:
     upstream = spans.remote_parent(0x77, 0x10, sampled=True)
     spans.ids.span_ids.append(0x20)  # the id the upstream client span sent as X-Span
-    with spans.tracer.start_as_current_span("handler", context=upstream, kind=SpanKind.SERVER):
+    with spans.tracer.start_as_current_span(
+        "handler", context=upstream, kind=SpanKind.SERVER,
+        attributes={semconv.ATTR_SHARED_SPAN: True},
+    ):
         with spans.tracer.start_as_current_span("child", kind=SpanKind.CLIENT):
             pass
+    # A W3C caller: the server span has a span id of its own, so it is not shared.
+    with spans.tracer.start_as_current_span("w3c", context=upstream, kind=SpanKind.SERVER):
+        pass
 
     ZipkinExporter("svc", receiver.url).export(spans.finished())
 
@@ -137,6 +143,7 @@ def test_server_span_continuing_an_upstream_span_is_shared(
     assert by_name["handler"]["parentId"] == "0000000000000010"
     assert by_name["handler"]["id"] == "0000000000000020"
     assert "shared" not in by_name["child"]
+    assert "shared" not in by_name["w3c"]
 
 
 def test_error_status_and_exception_become_error_tag_and_annotation(
