@@ -1,0 +1,34 @@
+"""Sphinx configuration for the baseplate documentation."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DOCS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(DOCS)
+sys.path.insert(0, REPO)
+
+project = "baseplate"
+author = "baseplate contributors"
+copyright = "baseplate contributors"
+release = "0.28.0"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
+]
+
+# No network inventories: the build must work offline.
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+
+exclude_patterns = ["_build"]
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_default_options = {"show-inheritance": False}
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_title = "baseplate on OpenTelemetry"
