@@ -8,6 +8,7 @@ and says how many it held back.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -24,23 +25,25 @@ class RateLimitedLog:
         self.interval = interval
         self._next_allowed = 0.0
         self._suppressed = 0
+        self._lock = threading.Lock()
 
-    def warning(self, message: str, *args: Any) -> None:
+    def warning(self, message: str, *args: Any, exc_info: bool = False) -> None:
         """Log a warning unless one was logged less than ``interval`` seconds ago."""
-        self._log(logging.WARNING, message, args)
+        self._log(logging.WARNING, message, args, exc_info)
 
-    def error(self, message: str, *args: Any) -> None:
+    def error(self, message: str, *args: Any, exc_info: bool = False) -> None:
         """Log an error unless one was logged less than ``interval`` seconds ago."""
-        self._log(logging.ERROR, message, args)
+        self._log(logging.ERROR, message, args, exc_info)
 
-    def _log(self, level: int, message: str, args: tuple[Any, ...]) -> None:
+    def _log(self, level: int, message: str, args: tuple[Any, ...], exc_info: bool) -> None:
         now = time.monotonic()
-        if now < self._next_allowed:
-            self._suppressed += 1
-            return
-        self._next_allowed = now + self.interval
-        suppressed, self._suppressed = self._suppressed, 0
+        with self._lock:
+            if now < self._next_allowed:
+                self._suppressed += 1
+                return
+            self._next_allowed = now + self.interval
+            suppressed, self._suppressed = self._suppressed, 0
         if suppressed:
             message += " (%d similar messages suppressed)"
             args = (*args, suppressed)
-        self.logger.log(level, message, *args)
+        self.logger.log(level, message, *args, exc_info=exc_info)

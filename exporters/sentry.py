@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
 from otel_bridge.context import ExcInfo, ending_exc_info
-from otel_bridge.semconv import TRACER_NAME
+from otel_bridge.semconv import is_baseplate_span
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class SentrySpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not SpanKind.SERVER or span.status.status_code is not StatusCode.ERROR:
             return
-        scope = span.instrumentation_scope
-        if scope is None or scope.name != TRACER_NAME:
+        if not is_baseplate_span(span):
             return
         exc_info = ending_exc_info()
         if exc_info is None:

@@ -6,7 +6,12 @@ baseplate span to what the processors and exporters do with it is defined here o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry.trace import SpanContext, TraceState
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
 
 #: Instrumentation scope of every span made through the baseplate span API. Processors use it
 #: to tell baseplate spans from vendor (auto-instrumentation) spans.
@@ -53,3 +58,9 @@ def flags_of(span_context: SpanContext) -> int:
 def is_debug(span_context: SpanContext) -> bool:
     """Whether the span's trace carries the debug flag."""
     return bool(flags_of(span_context) & FLAG_DEBUG)
+
+
+def is_baseplate_span(span: ReadableSpan) -> bool:
+    """Whether the span was made through the baseplate span API (not a vendor's)."""
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == TRACER_NAME

@@ -370,7 +370,7 @@ def test_oversize_datagram_is_logged_and_not_raised(
 
 
 def test_rate_limited_log_reports_suppressed_count(caplog: pytest.LogCaptureFixture) -> None:
-    from exporters.statsd import RateLimitedLog
+    from exporters._ratelimit import RateLimitedLog
 
     log = RateLimitedLog(logging.getLogger("exporters.statsd.test"), interval=0.0)
     limited = RateLimitedLog(logging.getLogger("exporters.statsd.test"), interval=3600)

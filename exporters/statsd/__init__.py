@@ -6,7 +6,7 @@ does not depend on it.
 
 from exporters.statsd.buffer import DEFAULT_MAX_BUFFERED_BYTES, MetricsBuffer
 from exporters.statsd.processor import MetricsBatch, StatsdSpanProcessor, span_metric_name
-from exporters.statsd.transport import NullTransport, RateLimitedLog, Transport, UDPTransport
+from exporters.statsd.transport import NullTransport, Transport, UDPTransport
 from exporters.statsd.wire import (
     DEFAULT_MAX_DATAGRAM_SIZE,
     counter_line,
@@ -25,7 +25,6 @@ __all__ = [
     "MetricsBatch",
     "MetricsBuffer",
     "NullTransport",
-    "RateLimitedLog",
     "StatsdSpanProcessor",
     "Transport",
     "UDPTransport",

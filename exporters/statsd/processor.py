@@ -44,9 +44,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from exporters.statsd.transport import RateLimitedLog
+from exporters._ratelimit import RateLimitedLog
 from exporters.statsd.wire import safe_metric_name
-from otel_bridge.semconv import ATTR_COMPONENT, TRACER_NAME
+from otel_bridge.semconv import ATTR_COMPONENT, is_baseplate_span
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,6 @@ class _SpanNames(NamedTuple):
 _NAMES_CACHE_SIZE = 4096
 
 
-def is_baseplate_span(span: ReadableSpan) -> bool:
-    """Whether the span was made through the baseplate span API."""
-    scope = span.instrumentation_scope
-    return scope is not None and scope.name == TRACER_NAME
 
 
 class _Request(Generic[_Batch]):

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Protocol, Union
 
+from exporters._ratelimit import RateLimitedLog
 from exporters.statsd.wire import DEFAULT_MAX_DATAGRAM_SIZE, pack_datagrams
 
 logger = logging.getLogger(__name__)
@@ -26,31 +27,6 @@ class Transport(Protocol):
 
     def send(self, serialized: bytes) -> None:
         """Send one or more lines joined by ``\\n``; never raises for a delivery problem."""
-
-
-class RateLimitedLog:
-    """Log a recurring problem at most once per interval, saying how many were suppressed."""
-
-    def __init__(self, log: logging.Logger, interval: float = 10.0) -> None:
-        self.log = log
-        self.interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def warning(self, message: str, *args: object, exc_info: bool = False) -> None:
-        """Log ``message % args`` as a warning unless one was logged within the interval."""
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self.interval
-        if suppressed:
-            message += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        self.log.warning(message, *args, exc_info=exc_info)
 
 
 class NullTransport:
