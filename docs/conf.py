@@ -32,3 +32,9 @@ autodoc_default_options = {"show-inheritance": False}
 html_theme = "alabaster"
 html_static_path: list[str] = []
 html_title = "baseplate on OpenTelemetry"
+
+# Names every executed example may use.
+doctest_global_setup = f"""
+DOCS_DIR = {DOCS!r}
+REPO_DIR = {REPO!r}
+"""

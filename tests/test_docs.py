@@ -1,0 +1,42 @@
+"""The documentation builds without warnings, and every example in it runs.
+
+``sphinx-build -W --keep-going -b html`` turns every warning (a broken reference, a malformed
+docstring, a missing page) into a failure; ``sphinx-build -W -b doctest`` runs the
+``doctest``/``testcode`` blocks of every page, some of which talk to the local servers
+(Redis, memcached, PostgreSQL, RabbitMQ, ZooKeeper, OpenBao) started by scripts/services.sh.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPHINX_BUILD = Path(sys.executable).with_name("sphinx-build")
+
+
+def sphinx_build(builder: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SPHINX_BUILD), *options, "-b", builder, "docs", f"docs/_build/{builder}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.timeout(600)
+def test_html_builds_without_warnings() -> None:
+    result = sphinx_build("html", "-W", "--keep-going")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (REPO / "docs" / "_build" / "html" / "index.html").exists()
+
+
+@pytest.mark.timeout(600)
+def test_every_example_in_the_docs_runs() -> None:
+    result = sphinx_build("doctest", "-W")
+    report = (REPO / "docs" / "_build" / "doctest" / "output.txt").read_text()
+    assert result.returncode == 0, report + result.stdout + result.stderr
+    assert " 0 failures in tests" in report, report
