@@ -469,15 +469,26 @@ def _run_server(args: argparse.Namespace) -> None:
         listener = make_listener(bind)
     except (OSError, ValueError) as exc:
         raise ConfigFileError(str(getattr(exc, "strerror", None) or exc))
+    owner = os.getpid()
+    owns_socket_file = bind.family == socket.AF_UNIX and not einhorn.is_worker()
+
+    def close_listener() -> None:
+        listener.close()
+        if owns_socket_file and os.getpid() == owner:  # not in a process the app forked
+            try:
+                os.unlink(str(bind.address))
+            except OSError:
+                pass
+
     try:
         app = make_app(config.app)
     except ConfigurationError as exc:
-        listener.close()
+        close_listener()
         raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
     try:
         server = make_server(config.server, listener, app)
     except ConfigurationError as exc:
-        listener.close()
+        close_listener()
         raise ConfigFileError(f"{config.filename}: [{config.server_section}] {exc}")
 
     if args.reload:
@@ -497,13 +508,9 @@ def _run_server(args: argparse.Namespace) -> None:
         stop_gracefully(stop_timeout)
     else:
         server.stop(timeout=stop_timeout)
+    close_listener()
     with gevent.Timeout(TELEMETRY_FLUSH_TIMEOUT * 2, False):
         flush_telemetry(TELEMETRY_FLUSH_TIMEOUT)
-    if bind.family == socket.AF_UNIX and not einhorn.is_worker():
-        try:
-            os.unlink(str(bind.address))
-        except OSError:
-            pass
     logger.info("Stopped")
 
 

@@ -168,6 +168,21 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
     def fail(request: Request) -> Any:
         raise RuntimeError("this view always fails")
 
+    def spawn(request: Request) -> Any:
+        # Work handed to another greenlet, with and without the request's trace context.
+        import gevent
+        from opentelemetry import trace
+
+        from otel_bridge.context import wrap_in_current_context
+
+        def work() -> None:
+            with trace.get_tracer("vendor").start_as_current_span("spawned.work"):
+                pass
+
+        wrapped = request.params.get("wrapped") == "1"
+        gevent.spawn(wrap_in_current_context(work) if wrapped else work).join()
+        return {"trace_id": request.trace.trace_id, "span_id": request.trace.id}
+
     for name, path, view in (
         ("hello", "/hello", hello),
         ("slow", "/slow", slow),
@@ -175,6 +190,7 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
         ("health", "/health", health),
         ("config", "/config", config_view),
         ("fail", "/fail", fail),
+        ("spawn", "/spawn", spawn),
     ):
         configurator.add_route(name, path, request_method="GET")
         configurator.add_view(view, route_name=name, renderer="json")

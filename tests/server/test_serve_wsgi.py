@@ -227,3 +227,36 @@ def test_monkey_patching_happens_before_opentelemetry_is_imported(tmp_path, serv
     (report,) = read_json_lines(tmp_path / "report.jsonl")
     assert report["gevent_patched"] is True
     assert report["otel_lock_cooperative"] is True
+
+
+def test_greenlets_spawned_with_the_request_context_join_its_trace(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+
+    request_span = server.get_json("/spawn?wrapped=1")
+    other_request = server.get_json("/spawn?wrapped=0")
+
+    spans = spans_named(tmp_path, "spawned.work", count=2)
+    joined = [s for s in spans if s["trace_id"] == request_span["trace_id"]]
+    assert [s["parent_id"] for s in joined] == [request_span["span_id"]]
+    # a plain gevent.spawn starts with an empty context: a trace of its own
+    (alone,) = [s for s in spans if s is not joined[0]]
+    assert alone["trace_id"] != other_request["trace_id"]
+    assert alone["parent_id"] is None
+
+
+def test_python_dash_m_runs_the_server(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "baseplate.server", "--help"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: baseplate-serve")
