@@ -6,7 +6,13 @@ With ``--metrics`` the baseplate side also sends statsd metrics through ``config
 and the raw side through a minimal hand-written statsd span processor doing the same (a
 timer and a counter per span, one datagram per request), both to a local UDP socket.
 
-Run: ``.venv/bin/python benchmarks/request_overhead.py [--requests N] [--metrics]``
+With ``--exporter zipkin`` both sides send sampled spans to the same local Zipkin-like
+receiver instead: baseplate through ``configure_tracing`` (its own exporter behind its bounded
+batch processor), the raw side through the stock ``opentelemetry-exporter-zipkin-json``
+exporter behind the SDK's ``BatchSpanProcessor``.
+
+Run: ``.venv/bin/python benchmarks/request_overhead.py [--requests N] [--metrics]
+[--exporter discard|zipkin]``
 """
 
 from __future__ import annotations
@@ -98,16 +104,24 @@ def raw_request(provider: TracerProvider) -> Callable[[], None]:
     return request
 
 
-def measure(request: Callable[[], None], requests: int, rounds: int) -> float:
-    """Median microseconds per request over several rounds."""
+def measure(
+    request: Callable[[], None], provider: TracerProvider, requests: int, rounds: int
+) -> float:
+    """Median microseconds per request over several rounds.
+
+    Each round ends with a flush outside the timed part, so no export backlog of one side
+    runs while the other side is measured, and the rounds' export work is inside them.
+    """
     for _ in range(min(requests, 2000)):
         request()
+    provider.force_flush()
     samples = []
     for _ in range(rounds):
         gc.collect()
         start = time.perf_counter()
         for _ in range(requests):
             request()
+        provider.force_flush()
         samples.append((time.perf_counter() - start) / requests * 1e6)
     return statistics.median(samples)
 
@@ -117,15 +131,36 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--metrics", action="store_true", help="also produce statsd metrics")
+    parser.add_argument("--exporter", choices=("discard", "zipkin"), default="discard")
     args = parser.parse_args()
 
     raw_provider = TracerProvider()
-    raw_provider.add_span_processor(make_processor(DiscardingExporter()))
-
     bp_provider = TracerProvider()
-    bp_provider.add_span_processor(make_processor(DiscardingExporter()))
     baseplate = Baseplate(tracer_provider=bp_provider)
     baseplate.sampler.sample_rate = 1.0
+    if args.exporter == "zipkin":
+        from export_throughput import CountingReceiver
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter as StockZipkinExporter
+
+        from baseplate import tracing_client_from_config
+
+        receiver = CountingReceiver()
+        raw_provider.add_span_processor(
+            make_processor(StockZipkinExporter(endpoint=receiver.url + "/api/v2/spans"))
+        )
+        baseplate.configure_tracing(
+            tracing_client_from_config(
+                {
+                    "tracing.service_name": "bench",
+                    "tracing.exporter": "zipkin",
+                    "tracing.exporter.endpoint": receiver.url,
+                    "tracing.sample_rate": "100%",
+                }
+            )
+        )
+    else:
+        raw_provider.add_span_processor(make_processor(DiscardingExporter()))
+        bp_provider.add_span_processor(make_processor(DiscardingExporter()))
 
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if args.metrics:
@@ -139,10 +174,14 @@ def main() -> None:
     # Interleave the two so that machine noise hits both alike.
     raw_times, bp_times = [], []
     for _ in range(3):
-        raw_times.append(measure(raw_request(raw_provider), args.requests, args.rounds))
-        bp_times.append(measure(baseplate_request(baseplate), args.requests, args.rounds))
+        raw_times.append(
+            measure(raw_request(raw_provider), raw_provider, args.requests, args.rounds)
+        )
+        bp_times.append(
+            measure(baseplate_request(baseplate), bp_provider, args.requests, args.rounds)
+        )
     raw_us, bp_us = min(raw_times), min(bp_times)
-    label = "tracing + statsd metrics" if args.metrics else "tracing only"
+    label = f"tracing to {args.exporter}" + (" + statsd metrics" if args.metrics else "")
     print(f"request overhead ({label}, {args.requests} requests x {args.rounds} rounds)")
     print(f"  raw OpenTelemetry SDK : {raw_us:8.1f} us/request")
     print(f"  baseplate             : {bp_us:8.1f} us/request")
