@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from baseplate.diagnostics.tracing import TracingClient
     from baseplate.metrics import Client as MetricsClient
+    from baseplate.thrift_pool import ThriftConnectionPool
 
 
 def metrics_client_from_config(raw_config: dict[str, str]) -> MetricsClient:
@@ -40,8 +41,19 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
     return make(raw_config, module_name)
 
 
+def thrift_pool_from_config(
+    app_config: dict[str, str], prefix: str = "thrift.", **kwargs: Any
+) -> ThriftConnectionPool:
+    """Make a ``ThriftConnectionPool`` from the ``<prefix>*`` keys (the reference names it
+    ``baseplate.thrift_pool_from_config``; it lives in :mod:`baseplate.thrift_pool`)."""
+    from baseplate.thrift_pool import thrift_pool_from_config as make
+
+    return make(app_config, prefix, **kwargs)
+
+
 __all__ = [
     "error_reporter_from_config",
     "metrics_client_from_config",
+    "thrift_pool_from_config",
     "tracing_client_from_config",
 ]
