@@ -12,7 +12,7 @@ them in the environment:
 
 Einhorn also sets ``EINHORN_MASTER_PID``; when it is present it must name this process's
 parent, so that processes started by a worker (which inherit its environment) do not take
-themselves for workers.
+themselves for workers. Only the first socket (``EINHORN_FD_0``) is served.
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ class NotEinhornWorker(Exception):
 
 
 def is_worker() -> bool:
-    """Whether this process is a worker started by an Einhorn master."""
-    if "EINHORN_FD_COUNT" not in os.environ and "EINHORN_SOCK_PATH" not in os.environ:
-        return False
+    """Whether this process is a worker started by an Einhorn master.
+
+    With ``EINHORN_MASTER_PID`` set, a worker is a child of that process; without it, a
+    process given Einhorn sockets or a command socket is taken for a worker.
+    """
     master_pid = os.environ.get("EINHORN_MASTER_PID")
-    if master_pid is None:
-        return True
-    try:
-        return int(master_pid) == os.getppid()
-    except ValueError:
-        return False
+    if master_pid is not None:
+        try:
+            return int(master_pid) == os.getppid()
+        except ValueError:
+            return False
+    return "EINHORN_FD_COUNT" in os.environ or "EINHORN_SOCK_PATH" in os.environ
 
 
 def get_socket_count() -> int:
