@@ -14,33 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baseplate.core import Baseplate, RequestContext, ServerSpan
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
-
-
-@pytest.fixture
-def baseplate(provider: TracerProvider) -> Iterator[Baseplate]:
-    bp = Baseplate(tracer_provider=provider)
-    rate = bp.sampler.sample_rate
-    bp.sampler.sample_rate = 1.0
-    yield bp
-    bp.sampler.sample_rate = rate
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from baseplate.core import Baseplate
-
 
 class RecordingProcessor(SpanProcessor):
     """Keeps every span that ends, sampled or not (what metrics and error reporting see)."""
@@ -25,10 +23,6 @@ class RecordingProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         self.ended.append(span)
 
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
 
 
 @pytest.fixture
@@ -45,12 +39,3 @@ def provider(
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield tracer_provider
     tracer_provider.shutdown()
-
-
-@pytest.fixture
-def baseplate(provider: TracerProvider) -> Iterator[Baseplate]:
-    bp = Baseplate(tracer_provider=provider)
-    rate = bp.sampler.sample_rate
-    bp.sampler.sample_rate = 1.0
-    yield bp
-    bp.sampler.sample_rate = rate

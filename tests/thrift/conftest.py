@@ -233,11 +233,6 @@ def example_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return importlib.import_module("example_service.ExampleService")
 
 
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    """Every sampled span that ended."""
-    return InMemorySpanExporter()
-
 
 @pytest.fixture
 def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
@@ -247,15 +242,6 @@ def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
     yield tracer_provider
     tracer_provider.shutdown()
 
-
-@pytest.fixture
-def baseplate(provider: TracerProvider) -> Iterator[Baseplate]:
-    """A Baseplate on the private provider that samples every new trace."""
-    bp = Baseplate(tracer_provider=provider)
-    rate = bp.sampler.sample_rate
-    bp.sampler.sample_rate = 1.0
-    yield bp
-    bp.sampler.sample_rate = rate
 
 
 @pytest.fixture
