@@ -111,6 +111,7 @@ class Views:
     def stream(self, request: Request) -> Response:
         """A streamed response: each chunk is produced inside its own local span."""
         chunks = int(request.params.get("chunks", "3"))
+        delay = float(request.params.get("delay", "0"))
         server_span = request.trace
 
         def body() -> Iterator[bytes]:
@@ -118,7 +119,7 @@ class Views:
                 with server_span.make_child(
                     f"chunk_{index}", local=True, component_name="stream"
                 ):
-                    gevent.sleep(0)
+                    gevent.sleep(delay)
                     yield f"chunk {index}\n".encode()
 
         return Response(app_iter=body(), content_type="text/plain")

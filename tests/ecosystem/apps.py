@@ -4,7 +4,8 @@
 what the tests observe it through:
 
 * every sampled span goes to the JSON-lines file named by ``test.span_log``, exported in
-  the background by baseplate's bounded batch processor (the one the INI exporters use);
+  the background by baseplate's bounded batch processor (the one the INI exporters use)
+  every ``test.schedule_delay`` seconds (default 0.05);
 * ``GET /_debug/provider`` describes the tracer provider set-up of the process.
 """
 
@@ -53,9 +54,10 @@ def make_app(app_config: Mapping[str, str]) -> Any:
     """The example app exporting its spans to ``test.span_log``."""
     app_config = dict(app_config)
     span_log = app_config.pop("test.span_log")
+    schedule_delay = float(app_config.pop("test.schedule_delay", "0.05"))
     configurator, baseplate = make_configurator(app_config)
     baseplate.add_span_processor(
-        BoundedBatchSpanProcessor(JsonLinesExporter(span_log), schedule_delay=0.05)
+        BoundedBatchSpanProcessor(JsonLinesExporter(span_log), schedule_delay=schedule_delay)
     )
     configurator.add_route("debug_provider", "/_debug/provider")
     configurator.add_view(

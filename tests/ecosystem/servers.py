@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -75,9 +76,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def write_ini(path: pathlib.Path, span_log: pathlib.Path, **app: str) -> pathlib.Path:
-    """Write a test INI file for the example app; ``app`` adds or replaces app keys
-    (underscores in names stand for dots: ``tracing_exporter`` is ``tracing.exporter``)."""
+def write_ini(
+    path: pathlib.Path, span_log: pathlib.Path, settings: dict[str, str] | None = None
+) -> pathlib.Path:
+    """Write a test INI file for the example app; ``settings`` adds or replaces app keys."""
     keys = {
         "factory": "tests.ecosystem.apps:make_app",
         "test.span_log": str(span_log),
@@ -87,7 +89,7 @@ def write_ini(path: pathlib.Path, span_log: pathlib.Path, **app: str) -> pathlib
         "redis.url": "redis://127.0.0.1:6379/0",
         "database.url": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
     }
-    keys.update({name.replace("_", "."): value for name, value in app.items()})
+    keys.update(settings or {})
     lines = ["[app:main]"]
     lines += [f"{name} = {value}" for name, value in keys.items()]
     lines += ["", "[server:main]", "factory = baseplate.server.wsgi", "stop_timeout = 5", ""]
@@ -145,13 +147,13 @@ class Service:
         instrumented: bool = True,
         env: dict[str, str] | None = None,
         name: str = "service",
-        **app: str,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.span_log = workdir / f"{name}.spans.jsonl"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        ini = write_ini(workdir / f"{name}.ini", self.span_log, **app)
-        args = [PYTHON, "-m", "baseplate.server", str(ini), "--bind", f"127.0.0.1:{self.port}"]
+        self.url = ""
+        ini = write_ini(workdir / f"{name}.ini", self.span_log, settings)
+        # Port 0: the server picks a free port and logs it.
+        args = [PYTHON, "-m", "baseplate.server", str(ini), "--bind", "127.0.0.1:0"]
         if instrumented:
             args = [OPENTELEMETRY_INSTRUMENT, *args]
             environment = clean_env(**DISTRO_ENV)
@@ -168,8 +170,13 @@ class Service:
     def _healthy(self) -> bool:
         if self.server.process.poll() is not None:
             raise AssertionError(f"the service exited:\n{self.server.stderr}")
+        if not self.url:
+            found = re.search(r"Listening on 127\.0\.0\.1:(\d+)", self.server.stdout)
+            if not found:
+                return False
+            self.url = f"http://127.0.0.1:{found.group(1)}"
         try:
-            return requests.get(self.url + "/health", timeout=2).ok
+            return requests.get(self.url + "/health", timeout=10).ok
         except requests.ConnectionError:
             return False
 

@@ -93,8 +93,6 @@ def read_spans(path: str | os.PathLike[str]) -> list[LoggedSpan]:
     file = pathlib.Path(path)
     if not file.exists():
         return []
-    spans = []
-    for line in file.read_text().splitlines():
-        if line.strip():
-            spans.append(LoggedSpan(**json.loads(line)))
-    return spans
+    # The last line may still be being written: only complete lines count.
+    complete = file.read_text().split("\n")[:-1]
+    return [LoggedSpan(**json.loads(line)) for line in complete if line.strip()]

@@ -21,7 +21,7 @@ PYRAMID_SCOPE = "opentelemetry.instrumentation.pyramid.callbacks"
 
 @pytest.fixture(scope="module")
 def service(module_dir: pathlib.Path, vendor: VendorService) -> Iterator[Service]:
-    running = Service(module_dir, downstream_url=vendor.url + "/echo")
+    running = Service(module_dir, settings={"downstream.url": vendor.url + "/echo"})
     yield running
     running.server.kill()
 
@@ -152,7 +152,7 @@ def test_otel_traces_exporter_alone_is_left_to_the_distro(tmp_path: pathlib.Path
     # The distro exports to the console from OTEL_TRACES_EXPORTER; baseplate, with no
     # tracing.exporter in the INI file, must not add a second console exporter.
     service = Service(
-        tmp_path, env={"OTEL_TRACES_EXPORTER": "console"}, tracing_exporter=""
+        tmp_path, env={"OTEL_TRACES_EXPORTER": "console"}, settings={"tracing.exporter": ""}
     )
     try:
         info = service.get("/_debug/provider").json()
@@ -172,7 +172,9 @@ def test_otel_traces_exporter_alone_is_left_to_the_distro(tmp_path: pathlib.Path
 
 def test_ini_exporter_runs_beside_the_distro_exporter(tmp_path: pathlib.Path) -> None:
     service = Service(
-        tmp_path, env={"OTEL_TRACES_EXPORTER": "console"}, tracing_exporter="console"
+        tmp_path,
+        env={"OTEL_TRACES_EXPORTER": "console"},
+        settings={"tracing.exporter": "console"},
     )
     try:
         info = service.get("/_debug/provider").json()
