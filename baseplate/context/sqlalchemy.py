@@ -83,13 +83,19 @@ def engine_from_config(
       set, its username and password replace any given in ``url``.
 
     With the default prefix, a configuration that has no ``database.url`` but has
-    ``sqlalchemy.url`` is read from the ``sqlalchemy.`` keys instead.
+    ``sqlalchemy.url`` is read from the ``sqlalchemy.`` keys instead. The 0.28 reference
+    documents this as ``engine_from_config(configuration, prefix='sqlalchemy.', **kwargs)``,
+    so a string given in place of ``secrets`` is taken as the prefix.
 
     :param app_config: The raw application configuration.
     :param secrets: A :class:`baseplate.secrets.SecretsStore`, needed with
         ``credentials_secret``.
     :param prefix: The prefix for configuration keys.
     """
+    if isinstance(secrets, str):
+        if prefix != _DEFAULT_PREFIX:
+            raise TypeError("engine_from_config got the prefix both by position and by name")
+        secrets, prefix = None, secrets
     if (
         prefix == _DEFAULT_PREFIX
         and f"{prefix}url" not in app_config
