@@ -59,6 +59,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -352,6 +353,58 @@ def tracing_client_from_config(
     )
 
 
+def make_client(
+    service_name: str,
+    tracing_endpoint: config.EndpointConfiguration | str | None = None,
+    tracing_queue_name: str | None = None,
+    max_span_queue_size: int = DEFAULT_MAX_SPAN_QUEUE_SIZE,
+    num_span_workers: int = DEFAULT_NUM_SPAN_WORKERS,
+    span_batch_interval: float = DEFAULT_SPAN_BATCH_INTERVAL,
+    num_conns: int = DEFAULT_NUM_CONNS,
+    sample_rate: float = DEFAULT_SAMPLE_RATE,
+    log_if_unconfigured: bool = True,
+) -> TracingClient:
+    """Create and return a tracing client from individual options (0.28's constructor).
+
+    :func:`tracing_client_from_config` is the usual way. As with the legacy keys, a queue
+    name selects the sidecar exporter, else an endpoint (``host:port``) selects Zipkin,
+    else spans are printed (``log_if_unconfigured``) or discarded.
+
+    :raises ValueError: an option has a bad value.
+    """
+    if not 0.0 <= sample_rate <= 1.0:
+        raise ValueError(f"sample_rate {sample_rate!r} is not between 0 and 1")
+    endpoint: str | None = None
+    if isinstance(tracing_endpoint, config.EndpointConfiguration):
+        address = tracing_endpoint.address
+        endpoint = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+    elif tracing_endpoint:
+        endpoint = tracing_endpoint
+    if endpoint is not None:
+        endpoint = _zipkin_endpoint(endpoint)
+    if tracing_queue_name:
+        _queue_name(tracing_queue_name)
+        exporter, source = "sidecar", "tracing.queue_name"
+    elif endpoint:
+        exporter, source = "zipkin", "tracing.endpoint"
+    else:
+        exporter = "console" if log_if_unconfigured else "none"
+        source = "log_if_unconfigured"
+    return TracingClient(
+        service_name=service_name,
+        sample_rate=sample_rate,
+        exporter=exporter,
+        endpoint=endpoint if exporter == "zipkin" else None,
+        queue_name=tracing_queue_name or None,
+        max_span_queue_size=max_span_queue_size,
+        num_span_workers=num_span_workers,
+        span_batch_interval=float(span_batch_interval),
+        num_conns=num_conns,
+        log_if_unconfigured=log_if_unconfigured,
+        exporter_source=source,
+    )
+
+
 class TraceBaseplateObserver(BaseplateObserver):
     """Distributed tracing observer.
 
@@ -443,8 +496,19 @@ def install(
     ``baseplate.tracer_provider``, sets ``baseplate.sampler.sample_rate``, names the service
     in the provider's resource if it has no name yet, and applies ``tracing.propagators``
     when given. Installing the same client twice on one baseplate does nothing the second
-    time. Extra arguments (accepted by ``configure_tracing``) are ignored.
+    time.
+
+    As in 0.28, ``client`` may instead be a service name followed by the other arguments of
+    :func:`make_client` (deprecated); extra arguments with a client are ignored.
     """
+    if not isinstance(client, TracingClient):
+        warnings.warn(
+            "Passing tracing configuration directly to configure_tracing is deprecated in "
+            "favor of using tracing_client_from_config and passing the constructed client on.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        client = make_client(client, *args, **kwargs)
     for observer in baseplate.observers:
         if isinstance(observer, TraceBaseplateObserver) and observer.tracing_client is client:
             return observer
@@ -459,5 +523,6 @@ __all__ = [
     "TraceBaseplateObserver",
     "TracingClient",
     "install",
+    "make_client",
     "tracing_client_from_config",
 ]
