@@ -738,3 +738,129 @@ def test_context_thrift() -> None:
     assert_params(proxy.retrying, *inspect.signature(RetryPolicy.new).parameters)
     with proxy.retrying(attempts=3) as svc:
         assert callable(svc.is_healthy)
+
+
+# ---------------------------------------------------------------------------------------
+# 1.3 baseplate.integration
+# ---------------------------------------------------------------------------------------
+
+
+def test_integration_thrift(baseplate: Any, exporter: InMemorySpanExporter) -> None:
+    """1.3.1's example: a ContextProcessor with Baseplate's event handler; each call is a
+    server span named after the method, and the handler gets the context object."""
+    import logging
+
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+    from thrift.Thrift import TMessageType
+    from thrift.transport.TTransport import TMemoryBuffer
+
+    handler_cls = documented("baseplate.integration.thrift", "BaseplateProcessorEventHandler")
+    assert_params(handler_cls, "logger", "baseplate", ("edge_context_factory", None))
+
+    from baseplate.thrift import BaseplateService
+
+    seen: list[Any] = []
+
+    class MyHandler:
+        def is_healthy(self, context: Any) -> bool:
+            seen.append(context)
+            return True
+
+    processor = BaseplateService.ContextProcessor(MyHandler())
+    event_handler = handler_cls(logging.getLogger(__name__), baseplate)
+    processor.setEventHandler(event_handler)
+
+    request = TMemoryBuffer()
+    BaseplateService.Client(TBinaryProtocol(request)).send_is_healthy()
+    response = TMemoryBuffer()
+    processor.process(
+        TBinaryProtocol(TMemoryBuffer(request.getvalue())), TBinaryProtocol(response)
+    )
+    reply = TBinaryProtocol(TMemoryBuffer(response.getvalue()))
+    name, message_type, _seqid = reply.readMessageBegin()
+    assert (name, message_type) == ("is_healthy", TMessageType.REPLY)
+    result = BaseplateService.is_healthy_result()
+    result.read(reply)
+    assert result.success is True
+    assert len(seen) == 1 and seen[0].trace.name == "is_healthy"
+    assert [span.name for span in exporter.get_finished_spans()] == ["is_healthy"]
+
+
+def test_integration_pyramid(baseplate: Any, exporter: InMemorySpanExporter) -> None:
+    """1.3.2's example with trusted trace headers and a ServerSpanInitialized subscriber."""
+    import webtest
+    from pyramid.config import Configurator
+
+    module = "baseplate.integration.pyramid"
+    BaseplateConfigurator = documented(module, "BaseplateConfigurator")
+    assert_params(
+        BaseplateConfigurator,
+        "baseplate",
+        ("trust_trace_headers", False),
+        ("edge_context_factory", None),
+    )
+    ServerSpanInitialized = documented(module, "ServerSpanInitialized")
+    assert_params(ServerSpanInitialized, "request")
+
+    initialized: list[Any] = []
+
+    def view(request: Any) -> dict[str, Any]:
+        return {"trace_id": request.trace.trace_id, "span_id": request.trace.id}
+
+    configurator = Configurator()
+    baseplate_config = BaseplateConfigurator(baseplate, trust_trace_headers=True)
+    configurator.include(baseplate_config.includeme)
+    configurator.add_subscriber(
+        lambda event: initialized.append(event.request), ServerSpanInitialized
+    )
+    configurator.add_route("do_something", "/")
+    configurator.add_view(view, route_name="do_something", renderer="json")
+    app = webtest.TestApp(configurator.make_wsgi_app())
+
+    headers = {"X-Trace": "1234", "X-Parent": "5678", "X-Span": "9012", "X-Sampled": "1"}
+    assert app.get("/", headers=headers).json == {"trace_id": 1234, "span_id": 9012}
+    assert len(initialized) == 1
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "do_something"
+    assert (span.context.trace_id, span.context.span_id) == (1234, 9012)
+
+    untrusted = Configurator()
+    untrusted.include(BaseplateConfigurator(baseplate).includeme)
+    untrusted.add_route("do_something", "/")
+    untrusted.add_view(view, route_name="do_something", renderer="json")
+    answer = webtest.TestApp(untrusted.make_wsgi_app()).get("/", headers=headers).json
+    assert answer["trace_id"] != 1234
+
+
+# ---------------------------------------------------------------------------------------
+# 1.4 baseplate.diagnostics
+# ---------------------------------------------------------------------------------------
+
+
+def test_diagnostics_observers() -> None:
+    from baseplate.core import BaseplateObserver
+
+    observers = {
+        ("baseplate.diagnostics.logging", "LoggingBaseplateObserver"): (),
+        ("baseplate.diagnostics.metrics", "MetricsBaseplateObserver"): ("client",),
+        ("baseplate.diagnostics.sentry", "SentryBaseplateObserver"): ("raven",),
+        ("baseplate.diagnostics.tracing", "TraceBaseplateObserver"): ("tracing_client",),
+    }
+    for (module, name), params in observers.items():
+        cls = documented(module, name)
+        assert issubclass(cls, BaseplateObserver)
+        assert_params(cls, *params)
+    documented("baseplate.diagnostics.tracing", "TracingClient")
+
+    from baseplate import error_reporter_from_config, metrics_client_from_config
+    from baseplate.diagnostics.logging import LoggingBaseplateObserver
+    from baseplate.diagnostics.metrics import MetricsBaseplateObserver
+    from baseplate.diagnostics.sentry import SentryBaseplateObserver
+    from baseplate.diagnostics.tracing import TraceBaseplateObserver, make_client
+
+    LoggingBaseplateObserver()
+    MetricsBaseplateObserver(
+        metrics_client_from_config({"metrics.namespace": "a", "metrics.endpoint": ""})
+    )
+    SentryBaseplateObserver(error_reporter_from_config({}, __name__))
+    TraceBaseplateObserver(make_client("svc", log_if_unconfigured=False))

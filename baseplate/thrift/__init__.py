@@ -13,6 +13,7 @@ namespace is ``baseplate.thrift``), which resolve to the modules here.
 """
 
 import sys
+from typing import Any
 
 from baseplate.thrift.gen.baseplate import BaseplateService, constants, ttypes
 
@@ -20,5 +21,19 @@ from baseplate.thrift.gen.baseplate import BaseplateService, constants, ttypes
 # `import baseplate.thrift.ttypes` gives the very classes the generated service code uses.
 for _module in (BaseplateService, constants, ttypes):
     sys.modules[__name__ + "." + _module.__name__.rsplit(".", 1)[1]] = _module
+
+
+
+def _context_processor(handler: Any) -> Any:
+    """``BaseplateService.ContextProcessor(handler)``: the processor 0.28's compiler generated,
+    i.e. :class:`~baseplate.integration.thrift.ContextProcessor` around the generated one."""
+    from baseplate.integration.thrift import ContextProcessor
+
+    return ContextProcessor(BaseplateService.Processor(handler))
+
+
+# The stock compiler generates no ContextProcessor; the one service shipped here gets it back
+# so that 0.28's `BaseplateService.ContextProcessor(handler)` keeps working.
+setattr(BaseplateService, "ContextProcessor", _context_processor)  # noqa: B010
 
 __all__ = ["BaseplateService", "constants", "ttypes"]
