@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
 OPENTELEMETRY_INSTRUMENT = str(VENV_BIN / "opentelemetry-instrument")
+BASEPLATE_SERVE = str(VENV_BIN / "baseplate-serve")
 
 #: Lines that must never appear on a server's stderr.
 NOISE = (
@@ -153,7 +154,7 @@ class Service:
         self.url = ""
         ini = write_ini(workdir / f"{name}.ini", self.span_log, settings)
         # Port 0: the server picks a free port and logs it.
-        args = [PYTHON, "-m", "baseplate.server", str(ini), "--bind", "127.0.0.1:0"]
+        args = [BASEPLATE_SERVE, str(ini), "--bind", "127.0.0.1:0"]
         if instrumented:
             args = [OPENTELEMETRY_INSTRUMENT, *args]
             environment = clean_env(**DISTRO_ENV)
