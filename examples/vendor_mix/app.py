@@ -152,7 +152,7 @@ def make_configurator(app_config: Mapping[str, str]) -> tuple[Configurator, Base
     )
     baseplate = Baseplate()
     baseplate.configure_logging()
-    baseplate.configure_tracing(tracing_client_from_config(app_config))
+    baseplate.configure_tracing(tracing_client_from_config(dict(app_config)))
 
     engine = sqlalchemy.create_engine(cfg.database.url, pool_pre_ping=False)
     _instrument_sqlalchemy(engine)

@@ -32,7 +32,7 @@ def one(url: urllib.parse.SplitResult, index: int) -> dict[str, Any]:
         "X-Sampled": "1",
     }
     for attempt in range(5):
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        connection = http.client.HTTPConnection(url.netloc, timeout=120)
         try:
             connection.request("GET", f"{url.path}?{url.query}", headers=headers)
             response = connection.getresponse()

@@ -146,7 +146,7 @@ class Service:
         self,
         workdir: pathlib.Path,
         instrumented: bool = True,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         name: str = "service",
         settings: dict[str, str] | None = None,
     ) -> None:
@@ -160,7 +160,11 @@ class Service:
             environment = clean_env(**DISTRO_ENV)
         else:
             environment = clean_env()
-        environment.update(env or {})
+        for key, value in (env or {}).items():  # None removes a variable
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
         self.server = ServerProcess(args, environment, workdir, name)
         try:
             wait_for(self._healthy, timeout=60)

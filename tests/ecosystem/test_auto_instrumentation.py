@@ -186,3 +186,24 @@ def test_ini_exporter_runs_beside_the_distro_exporter(tmp_path: pathlib.Path) ->
         ("BoundedBatchSpanProcessor", "ConsoleSpanExporter"),
         ("BoundedBatchSpanProcessor", "JsonLinesExporter"),
     ]
+
+
+def test_works_without_the_distro_patching_gevent_first(tmp_path: pathlib.Path) -> None:
+    # Plain `opentelemetry-instrument baseplate-serve app.ini`: the distro loads before
+    # baseplate-serve patches, so gevent warns about ssl, but requests keep their traces.
+    service = Service(
+        tmp_path, env={"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": None}
+    )
+    try:
+        body = service.get("/fanout").json()
+        order = service.get("/orders/13").json()
+        spans = service.trace(order["trace_id"], 6)
+    finally:
+        assert service.stop() == 0
+
+    assert body["greenlets"] == [body["trace_id"]] * 3
+    assert body["threads"] == [body["trace_id"]] * 2
+    assert {span.scope.split(".")[-1] for span in spans} >= {"baseplate", "redis"}
+    stderr = service.server.stderr
+    assert "MonkeyPatchWarning" in stderr  # what the recommended variable avoids
+    assert_quiet(stderr.replace("MonkeyPatchWarning", ""))
