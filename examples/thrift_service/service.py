@@ -66,3 +66,9 @@ def make_processor(app_config: dict[str, str]) -> ContextProcessor:
     processor = ContextProcessor(greeter_module().Processor(handler))
     processor.setEventHandler(BaseplateProcessorEventHandler(logger, baseplate))
     return processor
+
+
+def tshell_setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
+    """Add the Greeter's generated types to ``baseplate-tshell`` (the ``[tshell]`` section)."""
+    env["greeter_types"] = greeter_types()
+    env_banner["greeter_types"] = "The Greeter IDL's types (NameTooLong)"
