@@ -140,7 +140,11 @@ class ServerProcess:
 
 
 class Service:
-    """The example app served by ``baseplate-serve`` in a subprocess."""
+    """The example app served by ``baseplate-serve`` in a subprocess.
+
+    By default from a test INI file (:func:`write_ini` with ``settings``); ``ini`` serves
+    another file as it is.
+    """
 
     def __init__(
         self,
@@ -149,10 +153,12 @@ class Service:
         env: dict[str, str | None] | None = None,
         name: str = "service",
         settings: dict[str, str] | None = None,
+        ini: pathlib.Path | None = None,
     ) -> None:
         self.span_log = workdir / f"{name}.spans.jsonl"
         self.url = ""
-        ini = write_ini(workdir / f"{name}.ini", self.span_log, settings)
+        if ini is None:
+            ini = write_ini(workdir / f"{name}.ini", self.span_log, settings)
         # Port 0: the server picks a free port and logs it.
         args = [BASEPLATE_SERVE, str(ini), "--bind", "127.0.0.1:0"]
         if instrumented:

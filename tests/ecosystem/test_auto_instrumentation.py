@@ -207,3 +207,21 @@ def test_works_without_the_distro_patching_gevent_first(tmp_path: pathlib.Path) 
     stderr = service.server.stderr
     assert "MonkeyPatchWarning" in stderr  # what the recommended variable avoids
     assert_quiet(stderr.replace("MonkeyPatchWarning", ""))
+
+
+def test_the_example_runs_as_documented(tmp_path: pathlib.Path) -> None:
+    # examples/vendor_mix/app.ini as shipped: baseplate's console exporter prints each
+    # request as a tree on stderr.
+    ini = pathlib.Path(__file__).resolve().parents[2] / "examples/vendor_mix/app.ini"
+    service = Service(tmp_path, ini=ini)
+    try:
+        body = service.get("/orders/14").json()
+        stream = service.get("/stream").text
+    finally:
+        assert service.stop() == 0
+
+    assert body["row"] == 1
+    assert stream == "chunk 0\nchunk 1\nchunk 2\n"
+    stderr = service.server.stderr
+    assert f"trace {body['trace_id']:016x}" in stderr and "load_order (local)" in stderr
+    assert_quiet(stderr)
