@@ -125,13 +125,17 @@ class Views:
         return Response(app_iter=body(), content_type="text/plain")
 
     def slow(self, request: Request) -> Response:
-        """A span cut short by a :class:`gevent.Timeout`."""
+        """A span cut short by a :class:`gevent.Timeout`; with ``?handle=0`` the timeout is
+        not handled and ends the request (and its server span) too."""
         seconds = float(request.params.get("timeout", "0.05"))
+        handle = request.params.get("handle", "1") == "1"
         try:
             with gevent.Timeout(seconds):
                 with request.trace.make_child("slow_work", local=True, component_name="slow"):
                     gevent.sleep(seconds * 20)
         except gevent.Timeout:
+            if not handle:
+                raise
             return Response("timed out\n", status=504)
         return Response("finished\n")
 
