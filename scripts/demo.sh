@@ -36,6 +36,11 @@ command -v node >/dev/null 2>&1 || { echo "demo: Node.js (node) is needed for th
 [ -f "$statsd_main" ] || { echo "demo: statsd is not installed; run bash scripts/setup.sh" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+udp_free() {
+    "$py" -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
 free_port() {
     "$py" -c 'import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM)
@@ -52,13 +57,16 @@ else
     thrift_port=${DEMO_THRIFT_PORT:-9091}
     statsd_port=${DEMO_STATSD_PORT:-8125}
     flush_interval=10000
+    busy=""
     for port in "$http_port" "$thrift_port"; do
-        if port_open "$port"; then
-            echo "demo: 127.0.0.1:$port is already in use (is the demo running elsewhere?)." >&2
-            echo "demo: choose other ports with DEMO_HTTP_PORT / DEMO_THRIFT_PORT / DEMO_STATSD_PORT." >&2
-            exit 1
-        fi
+        port_open "$port" && busy="$busy 127.0.0.1:$port (TCP)"
     done
+    udp_free "$statsd_port" || busy="$busy 127.0.0.1:$statsd_port (UDP)"
+    if [ -n "$busy" ]; then
+        echo "demo: already in use:$busy (is the demo running elsewhere?)" >&2
+        echo "demo: choose other ports with DEMO_HTTP_PORT, DEMO_THRIFT_PORT and DEMO_STATSD_PORT." >&2
+        exit 1
+    fi
 fi
 statsd_mgmt_port=$(free_port tcp)
 
