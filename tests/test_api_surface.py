@@ -97,9 +97,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_baseplate_package() -> None:
-    assert_params(
-        documented("baseplate", "metrics_client_from_config"), ("raw_config", EMPTY)
-    )
+    assert_params(documented("baseplate", "metrics_client_from_config"), ("raw_config", EMPTY))
     assert_params(
         documented("baseplate", "tracing_client_from_config"),
         ("raw_config", EMPTY),
@@ -543,6 +541,13 @@ def test_core_edge_request_context(tmp_path: Path) -> None:
         anonymous.user.roles  # noqa: B018
     with pytest.raises(NoAuthenticationError):
         anonymous.oauth_client.is_type("third_party")
+    for attribute in ("id", "roles"):
+        with pytest.raises(NoAuthenticationError):
+            getattr(anonymous.user, attribute)
+    with pytest.raises(NoAuthenticationError):
+        anonymous.user.has_role("admin")
+    with pytest.raises(NoAuthenticationError):
+        anonymous.oauth_client.id  # noqa: B018
     assert anonymous.user.event_fields()["user_id"] == "t2_loid"
 
 
@@ -645,9 +650,7 @@ def test_context_memcache() -> None:
     for name in ("decompress_and_load", "decompress_and_unpickle"):
         assert_params(documented(lib, name), "key", "serialized", "flags")
     for name in ("make_dump_and_compress_fn", "make_pickle_and_compress_fn"):
-        assert_params(
-            documented(lib, name), ("min_compress_length", 0), ("compress_level", 1)
-        )
+        assert_params(documented(lib, name), ("min_compress_length", 0), ("compress_level", 1))
     from baseplate.context.memcache import lib as memcache_lib
 
     value = {"a": [1, 2, 3], "b": "x" * 100}
@@ -775,9 +778,7 @@ def test_integration_thrift(baseplate: Any, exporter: InMemorySpanExporter) -> N
     request = TMemoryBuffer()
     BaseplateService.Client(TBinaryProtocol(request)).send_is_healthy()
     response = TMemoryBuffer()
-    processor.process(
-        TBinaryProtocol(TMemoryBuffer(request.getvalue())), TBinaryProtocol(response)
-    )
+    processor.process(TBinaryProtocol(TMemoryBuffer(request.getvalue())), TBinaryProtocol(response))
     reply = TBinaryProtocol(TMemoryBuffer(response.getvalue()))
     name, message_type, _seqid = reply.readMessageBegin()
     assert (name, message_type) == ("is_healthy", TMessageType.REPLY)
@@ -1204,9 +1205,7 @@ def test_experiments(tmp_path: Path, baseplate: Any) -> None:
     assert_params(
         Experiments.variant, "name", ("user", None), ("bucketing_event_override", None), "**kwargs"
     )
-    assert_params(
-        Experiments.expose, "experiment_name", "variant_name", ("user", None), "**kwargs"
-    )
+    assert_params(Experiments.expose, "experiment_name", "variant_name", ("user", None), "**kwargs")
 
     import time
 
@@ -1281,6 +1280,42 @@ def test_file_watcher(tmp_path: Path) -> None:
     assert watcher.get_data() == {"one": 1, "two": 3}
     with pytest.raises(WatchedFileNotAvailableError):
         FileWatcher(str(tmp_path / "missing.json"), parser=json.load).get_data()
+    # with a timeout, instantiation waits that long for the file, then gives up
+    with pytest.raises(WatchedFileNotAvailableError):
+        FileWatcher(str(tmp_path / "missing.json"), parser=json.load, timeout=0.05)
+
+
+def test_live_data_writer(tmp_path: Path) -> None:
+    """2.7.2's example: the writer shows a diff of the node's data and writes the file."""
+    from kazoo.client import KazooClient
+
+    node = f"/api-surface-{os.getpid()}-{os.urandom(3).hex()}"
+    zookeeper = KazooClient(hosts="127.0.0.1:2181")
+    zookeeper.start(timeout=20)
+    try:
+        zookeeper.create(node, b'{\n  "key": "one"\n}\n')
+        config_file = tmp_path / "some_config.ini"
+        config_file.write_text("[live-data]\nzookeeper.hosts = 127.0.0.1:2181\n")
+        source = tmp_path / "input.json"
+        source.write_text('{\n  "key": "two"\n}\n')
+        result = run_command(
+            sys.executable,
+            "-m",
+            "baseplate.live_data.writer",
+            str(config_file),
+            str(source),
+            node,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"Writing {source} to ZooKeeper {node}..."
+        assert '-  "key": "one"' in lines and '+  "key": "two"' in lines
+        assert lines[-1] == "Wrote data to Zookeeper."
+        assert zookeeper.get(node)[0] == source.read_bytes()
+    finally:
+        zookeeper.delete(node)
+        zookeeper.stop()
+        zookeeper.close()
 
 
 def test_live_data_tools() -> None:
@@ -1448,6 +1483,9 @@ def test_metrics(statsd: UDPReceiver) -> None:
     batch.histogram("h").add_sample(2)
     batch.flush()
     assert statsd.receive()[0].split(b"\n") == [b"myapp.g:1|g", b"myapp.h:2|h"]
+
+    with pytest.raises(ValueError):  # 2.9.2: gauges cannot be set to negative values
+        client.gauge("workers").replace(-1)
 
     via_make_client = make_client("other", Endpoint(statsd.endpoint))
     via_make_client.counter("x").increment()
