@@ -122,6 +122,11 @@ class TraceInfo(NamedTuple):
     ) -> TraceInfo:
         """Build a TraceInfo from individual headers.
 
+        :param trace_id: The id of the trace.
+        :param parent_id: The id of the parent span (None or 0 for a root span).
+        :param span_id: The id of this span within the tree.
+        :param sampled: Whether the request is sampled (None: the caller did not decide).
+        :param flags: Bit flags passed downstream (bit 1: debug, which forces sampling).
         :raises ValueError: if any of the values are inappropriate (wrong type or out of
             range: trace ids up to 128 bits, span and parent ids up to 64 bits, non-zero).
         """
@@ -309,7 +314,12 @@ class Span:
 
     # annotations
     def set_tag(self, key: str, value: Any) -> None:
-        """Set a tag (an OTel attribute) on the span; value a string/boolean/number."""
+        """Set a tag (an OTel attribute) on the span.
+
+        Tags are key/value pairs that add context to the span, such as a hostname or a query
+        string. The value should be a string, boolean or number; bytes are decoded as UTF-8
+        and anything else is stored as its ``str()``. A None value reaches observers only.
+        """
         if value is not None:
             normalized = _attribute_value(value)
             if self.otel_span is not None:
@@ -322,7 +332,12 @@ class Span:
             _notify(observer, "on_set_tag", key, value)
 
     def log(self, name: str, payload: Any = None) -> None:
-        """Add a timestamped log entry (an OTel span event) to the span."""
+        """Add a timestamped log entry (an OTel span event) to the span.
+
+        :param name: The name of the entry: a stable identifier that can apply to many spans.
+        :param payload: Optional data, stored as the event attribute ``baseplate.payload``
+            (its ``str()`` unless it is a string, boolean or number).
+        """
         if self.otel_span is not None:
             attributes = None if payload is None else {ATTR_LOG_PAYLOAD: _attribute_value(payload)}
             self.otel_span.add_event(name, attributes)
