@@ -1835,7 +1835,7 @@ def test_cli_baseplate_healthcheck(tmp_path: Path) -> None:
     server_socket = TServerSocket(host="127.0.0.1", port=0, socket_family=socket.AF_INET)
     server_socket.listen()
     thrift_port = server_socket.handle.getsockname()[1]
-    server_socket.listen = lambda: None  # type: ignore[method-assign]
+    server_socket.listen = lambda: None
     thrift_server = TThreadedServer(
         BaseplateService.Processor(Healthy()),
         server_socket,
