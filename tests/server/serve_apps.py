@@ -152,6 +152,16 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
         time.sleep(seconds)
         return {"slept": seconds}
 
+    def spin(request: Request) -> Any:
+        # Hogs the CPU without ever yielding to other greenlets.
+        marker = request.params.get("marker")
+        if marker:
+            open(marker, "w").close()
+        deadline = time.monotonic() + float(request.params.get("seconds", "1"))
+        while time.monotonic() < deadline:
+            pass
+        return {"spun": True}
+
     def log_line(request: Request) -> Any:
         logger.info("handling the log route")
         return {"trace_id": request.trace.trace_id}
@@ -186,6 +196,7 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
     for name, path, view in (
         ("hello", "/hello", hello),
         ("slow", "/slow", slow),
+        ("spin", "/spin", spin),
         ("log", "/log", log_line),
         ("health", "/health", health),
         ("config", "/config", config_view),

@@ -19,12 +19,14 @@ from .test_serve_thrift import ThriftClient, thrift_ini
 from .test_serve_wsgi import pyramid_ini
 
 
-def _slow_request_in_thread(server: Any, seconds: float, marker: pathlib.Path) -> dict[str, Any]:
+def _slow_request_in_thread(
+    server: Any, seconds: float, marker: pathlib.Path, route: str = "slow"
+) -> dict[str, Any]:
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            outcome["response"] = server.get(f"/slow?seconds={seconds}&marker={marker}")
+            outcome["response"] = server.get(f"/{route}?seconds={seconds}&marker={marker}")
         except Exception as exc:
             outcome["error"] = exc
 
@@ -124,6 +126,18 @@ def test_sigusr1_logs_the_stacks_of_all_greenlets_and_threads(tmp_path, serve):
     outcome["thread"].join(30)
     assert outcome["response"][0] == 200  # and the server carries on
     assert server.get_json("/hello")["hello"] == "world"
+
+
+def test_sigusr1_dumps_stacks_even_while_a_greenlet_hogs_the_cpu(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+    outcome = _slow_request_in_thread(server, 4.0, tmp_path / "marker", route="spin")
+
+    server.send(signal.SIGUSR1)
+
+    server.wait_for_log("Received SIGUSR1")
+    wait_until(lambda: "in spin" in server.log(), "the spinning view's frame in the dump")
+    outcome["thread"].join(30)
+    assert outcome["response"][0] == 200
 
 
 def test_app_that_forks_exports_spans_from_every_process(tmp_path, serve):
