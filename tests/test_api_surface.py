@@ -345,6 +345,8 @@ def test_core_spans_and_observers(baseplate: Any, exporter: InMemorySpanExporter
             assert child.trace_id == 1234 and child.parent_id == 9012
             assert isinstance(child.id, int) and child.id != 9012
             child.set_tag("hits", 3)
+        with pytest.raises(ValueError):  # a local span needs a component name
+            server_span.make_child("compute", local=True)
         local = server_span.make_child("compute", local=True, component_name="scorer")
         assert local.component_name == "scorer"
         with local:
@@ -1134,6 +1136,23 @@ def test_events(queue_name: str) -> None:
                 event_queue.put(event)
     finally:
         reader.close()
+
+    # 2.4.3: the publisher's [event-publisher:<queue name>] section
+    from baseplate.events.publisher import parse_publisher_config
+
+    publisher_config = parse_publisher_config(
+        {
+            "collector.hostname": "some-domain.example.com",
+            "key.name": "NameOfASecretKey",
+            "key.secret": "cmFuZG9tbmVzcw==",
+            "metrics.namespace": "a.name.to.put.metrics.under",
+            "metrics.endpoint": "the-statsd-host:1234",
+        }
+    )
+    assert publisher_config.collector.hostname == "some-domain.example.com"
+    assert publisher_config.key.name == "NameOfASecretKey"
+    assert publisher_config.key.secret == b"randomness"
+    assert publisher_config.metrics.namespace == "a.name.to.put.metrics.under"
 
     # v2: a Thrift struct, written with TJSONProtocol
     from baseplate.thrift.ttypes import Loid
