@@ -700,6 +700,11 @@ def test_context_sqlalchemy(baseplate: Any, exporter: InMemorySpanExporter) -> N
     session_factory = documented(module, "SQLAlchemySessionContextFactory")
     assert_params(engine_factory, "engine")
     assert_params(session_factory, "engine")
+    assert_params(engine_from_config, "configuration", ("prefix", "sqlalchemy."))
+    assert any(
+        param.kind is VAR_KEYWORD
+        for param in inspect.signature(engine_from_config).parameters.values()
+    )
 
     import sqlalchemy
 
@@ -709,7 +714,10 @@ def test_context_sqlalchemy(baseplate: Any, exporter: InMemorySpanExporter) -> N
     by_default = engine_from_config(configuration)
     by_position = engine_from_config(configuration, "sqlalchemy.", pool_recycle=60)
     by_name = engine_from_config({"db.url": PG_URL}, prefix="db.")
-    for engine in (by_default, by_position, by_name):
+    # the keys of later releases (database.*) are read when the documented ones are absent
+    later_keys = engine_from_config({"database.url": PG_URL})
+    later_keys.dispose()
+    for engine in (by_default, by_position, by_name, later_keys):
         assert engine.url.database == "test"
     assert by_default.pool.size() == 3
     assert by_position.pool._recycle == 60

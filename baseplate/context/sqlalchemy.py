@@ -55,23 +55,24 @@ _SUPPRESS_ATTR = "_baseplate_suppress_token"
 
 #: The prefix of the keys used by the 0.28 documentation of this function.
 _DOCUMENTED_PREFIX = "sqlalchemy."
-_DEFAULT_PREFIX = "database."
+#: The prefix later baseplate releases use; read when the documented keys are absent.
+_DATABASE_PREFIX = "database."
 
 
 def engine_from_config(
-    app_config: Mapping[str, str],
+    configuration: Mapping[str, str],
+    prefix: str = _DOCUMENTED_PREFIX,
     secrets: Any = None,
-    prefix: str = _DEFAULT_PREFIX,
     **kwargs: Any,
 ) -> Engine:
     """Make an :class:`sqlalchemy.engine.Engine` from a configuration dictionary.
 
-    The keys useful to :func:`engine_from_config` should be prefixed, e.g. ``database.url``
+    The keys useful to :func:`engine_from_config` should be prefixed, e.g. ``sqlalchemy.url``
     etc. The ``prefix`` argument specifies the prefix used to filter keys. Each key is
     mapped to a corresponding keyword argument on :func:`sqlalchemy.create_engine` (string
     values are converted the way :func:`sqlalchemy.engine_from_config` does, e.g.
-    ``database.pool_size = 5``). Any keyword arguments given to this function will be passed
-    through. Keyword arguments take precedence over the configuration file.
+    ``sqlalchemy.pool_size = 5``). Any keyword arguments given to this function will be
+    passed through. Keyword arguments take precedence over the configuration file.
 
     Supported keys:
 
@@ -82,28 +83,27 @@ def engine_from_config(
       (``{"type": "credential", "username": ..., "password": ...}``) in ``secrets``; when
       set, its username and password replace any given in ``url``.
 
-    With the default prefix, a configuration that has no ``database.url`` but has
-    ``sqlalchemy.url`` is read from the ``sqlalchemy.`` keys instead. The 0.28 reference
-    documents this as ``engine_from_config(configuration, prefix='sqlalchemy.', **kwargs)``,
-    so a string given in place of ``secrets`` is taken as the prefix.
+    With the default prefix, a configuration that has no ``sqlalchemy.url`` but has
+    ``database.`` keys (the prefix of later baseplate releases) is read from those instead,
+    and ``engine_from_config(app_config, secrets)``, their order of arguments, works too.
 
-    :param app_config: The raw application configuration.
+    :param configuration: The raw application configuration.
+    :param prefix: The prefix for configuration keys.
     :param secrets: A :class:`baseplate.secrets.SecretsStore`, needed with
         ``credentials_secret``.
-    :param prefix: The prefix for configuration keys.
     """
-    if isinstance(secrets, str):
-        if prefix != _DEFAULT_PREFIX:
-            raise TypeError("engine_from_config got the prefix both by position and by name")
-        secrets, prefix = None, secrets
+    if not isinstance(prefix, str):
+        if secrets is not None:
+            raise TypeError("engine_from_config got the secrets store both by position and name")
+        secrets, prefix = prefix, _DOCUMENTED_PREFIX
     if (
-        prefix == _DEFAULT_PREFIX
-        and f"{prefix}url" not in app_config
-        and f"{_DOCUMENTED_PREFIX}url" in app_config
+        prefix == _DOCUMENTED_PREFIX
+        and f"{prefix}url" not in configuration
+        and any(key.startswith(_DATABASE_PREFIX) for key in configuration)
     ):
-        prefix = _DOCUMENTED_PREFIX
+        prefix = _DATABASE_PREFIX
     options = parse_prefixed(
-        app_config,
+        configuration,
         prefix,
         {"url": config.String, "credentials_secret": config.Optional(config.String)},
     )
@@ -122,7 +122,7 @@ def engine_from_config(
 
     engine_options: dict[str, Any] = {
         key[len(prefix) :]: value
-        for key, value in app_config.items()
+        for key, value in configuration.items()
         if key.startswith(prefix) and key[len(prefix) :] not in ("url", "credentials_secret")
     }
     if engine_options:
