@@ -32,6 +32,7 @@ from thrift.transport.THeaderTransport import THeaderClientType
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TTransportException
 
+from baseplate.config import ConfigurationError
 from baseplate.server._lifecycle import (
     Connection,
     RequestTracker,
@@ -111,6 +112,11 @@ def make_server(
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
+    if not callable(getattr(app, "process", None)):
+        raise ConfigurationError(
+            "factory",
+            f"baseplate.server.thrift serves a TProcessor; the app factory returned {app!r}",
+        )
     options = parse_server_options(server_config)
     server = GeventServer(
         processor=app, listener=listener, spawn=Pool(size=options.max_concurrency)

@@ -134,6 +134,11 @@ def make_server(
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
+    if not callable(app):
+        raise ConfigurationError(
+            "factory",
+            f"baseplate.server.wsgi serves a WSGI callable; the app factory returned {app!r}",
+        )
     options = parse_server_options(server_config)
     handler_name = server_config.get("handler")
     handler_class = _load_handler(handler_name) if handler_name else pywsgi.WSGIHandler

@@ -91,6 +91,16 @@ CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
         [],
         ["[server:main] handler:", "Nope"],
     ),
+    "thrift server given a WSGI app": (
+        GOOD_APP + GOOD_SERVER.replace("wsgi", "thrift"),
+        [],
+        ["[server:main] factory:", "TProcessor"],
+    ),
+    "wsgi server given a processor": (
+        GOOD_SERVER + "[app:main]\nfactory = serve_apps:make_thrift_processor\n",
+        [],
+        ["[server:main] factory:", "WSGI callable", "ContextProcessor"],
+    ),
     "broken logging sections": (
         GOOD_APP + GOOD_SERVER + "[loggers]\nkeys = root\n",
         [],
