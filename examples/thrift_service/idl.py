@@ -7,6 +7,7 @@ the generated code is missing or older than ``greeter.thrift``, then imports it.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import shutil
 import subprocess
@@ -23,10 +24,14 @@ GEN_DIR = HERE / "gen"
 BASEPLATE_IDL_DIR = Path(baseplate.thrift.__file__).resolve().parent
 
 
+def _is_fresh(generated: Path) -> bool:
+    return generated.exists() and generated.stat().st_mtime >= IDL.stat().st_mtime
+
+
 def compile_idl() -> Path:
     """Generate the Python code for ``greeter.thrift`` if it is missing or stale."""
     generated = GEN_DIR / "greeter" / "Greeter.py"
-    if generated.exists() and generated.stat().st_mtime >= IDL.stat().st_mtime:
+    if _is_fresh(generated):
         return GEN_DIR
     compiler = shutil.which("thrift")
     if compiler is None:
@@ -35,10 +40,16 @@ def compile_idl() -> Path:
             "thrift-compiler); it is needed to generate the Greeter code from " + str(IDL)
         )
     GEN_DIR.mkdir(exist_ok=True)
-    subprocess.run(
-        [compiler, "--gen", "py", "-I", str(BASEPLATE_IDL_DIR), "-out", str(GEN_DIR), str(IDL)],
-        check=True,
-    )
+    # Several processes (the demo's services, a docs build) may want the code at once:
+    # one compiles while the others wait, so nobody imports a half-written module.
+    with open(GEN_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _is_fresh(generated):
+            subprocess.run(
+                [compiler, "--gen", "py", "-I", str(BASEPLATE_IDL_DIR), "-out", str(GEN_DIR),
+                 str(IDL)],
+                check=True,
+            )
     return GEN_DIR
 
 
