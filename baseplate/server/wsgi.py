@@ -33,7 +33,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from gevent import GreenletExit, pywsgi
+from gevent import pywsgi
 from gevent.pool import Pool
 
 from baseplate.config import ConfigurationError
@@ -72,17 +72,6 @@ class _TrackedHandler(pywsgi.WSGIHandler):
 
     def run_application(self) -> None:
         contextvars.Context().run(super().run_application)
-
-    def _log_error(self, t: type[BaseException], v: BaseException, tb: Any) -> None:
-        # Through logging (the configured handlers and format), not gevent's raw stderr print.
-        if not issubclass(t, GreenletExit):
-            environ = getattr(self, "environ", None) or {}
-            logger.error(
-                "Unexpected error handling %s %s",
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "-"),
-                exc_info=(t, v, tb),
-            )
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         if self.server.tracker.stopping and not any(

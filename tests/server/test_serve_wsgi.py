@@ -56,9 +56,7 @@ def test_failing_view_is_a_500_and_an_error_span(tmp_path, serve):
     assert status == 500
     (span,) = spans_named(tmp_path, "fail")
     assert span["status"] == "ERROR"
-    server.wait_for_log("RuntimeError: this view always fails")
-    assert "ERROR [" in server.log()  # logged through logging, in the server's format
-    assert "Unexpected error handling GET /fail" in server.log()
+    server.wait_for_log("RuntimeError: this view always fails")  # the traceback, on stderr
 
 
 def test_request_metrics_reach_statsd(tmp_path, serve, statsd):
