@@ -95,6 +95,53 @@ def test_idle_keep_alive_connections_do_not_hold_up_the_stop(tmp_path, serve):
     connection.close()
 
 
+def test_idle_thrift_connections_do_not_hold_up_the_stop(tmp_path, serve):
+    ini = thrift_ini(tmp_path)
+    ini.write_text(ini.read_text().replace("stop_timeout = 10", "stop_timeout = 600"))
+    server = serve(ini)
+    client = ThriftClient(server.port)
+    assert client.client.is_healthy() is True
+
+    # stop_timeout is 10 minutes: only a stop that closes idle connections ends in time
+    assert server.stop(limit=60) == 0
+    client.close()
+
+
+def test_sigusr2_stops_gracefully_as_einhorn_asks(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+    outcome = _slow_request_in_thread(server, 0.5, tmp_path / "marker")
+
+    assert server.stop(signal.SIGUSR2) == 0
+
+    outcome["thread"].join(30)
+    assert outcome["response"][0] == 200
+    assert "Received SIGUSR2" in server.log()
+
+
+def test_thrift_max_concurrency_queues_extra_connections(tmp_path, serve):
+    ini = thrift_ini(tmp_path)
+    ini.write_text(ini.read_text().replace("stop_timeout = 10", "max_concurrency = 1"))
+    server = serve(ini)
+    first = ThriftClient(server.port)
+    assert first.client.is_healthy() is True
+    answered: list[str] = []
+
+    def second_call() -> None:
+        second = ThriftClient(server.port)
+        try:
+            answered.append(str(second.client.is_healthy()))
+        finally:
+            second.close()
+
+    thread = threading.Thread(target=second_call)
+    thread.start()
+    thread.join(0.5)
+    assert answered == []  # the only slot is the first connection's
+    first.close()
+    thread.join(30)
+    assert answered == ["True"]
+
+
 def test_thrift_call_in_progress_finishes_on_sigterm(tmp_path, serve):
     server = serve(thrift_ini(tmp_path, **{"test.delay": "1"}))
     client = ThriftClient(server.port)
@@ -177,24 +224,28 @@ def test_reload_restarts_when_the_source_changes(tmp_path, serve):
     module.write_text(_reloading_app("v1"))
     ini = write_ini(
         tmp_path / "reload.ini",
-        {"factory": "reloading_app:make_app"},
+        {"factory": "reloading_app:make_app", "colour": "red"},
         {"factory": "baseplate.server.wsgi"},
     )
     server = serve(ini, "--reload")
-    assert server.get_json("/") == {"version": "v1"}
+    assert server.get_json("/") == {"version": "v1", "colour": "red"}
+
+    def answer() -> dict[str, str] | None:
+        try:
+            return dict(server.get_json("/"))
+        except OSError:
+            return None  # restarting
 
     module.write_text(_reloading_app("v2"))
     later = time.time() + 5
     os.utime(module, (later, later))
+    wait_until(lambda: answer() == {"version": "v2", "colour": "red"}, "the restart for code")
 
-    def version() -> str | None:
-        try:
-            return str(server.get_json("/")["version"])
-        except OSError:
-            return None  # restarting
-
-    wait_until(lambda: version() == "v2", "the restarted server")
-    assert server.process.poll() is None
+    ini.write_text(ini.read_text().replace("colour = red", "colour = blue"))
+    later += 5
+    os.utime(ini, (later, later))
+    wait_until(lambda: answer() == {"version": "v2", "colour": "blue"}, "the restart for config")
+    assert server.process.poll() is None  # the same process, re-executed
 
 
 def _reloading_app(version: str) -> str:
@@ -203,6 +254,7 @@ def _reloading_app(version: str) -> str:
         "def make_app(app_config):\n"
         "    def app(environ, start_response):\n"
         "        start_response('200 OK', [('Content-Type', 'application/json')])\n"
-        f"        return [json.dumps({{'version': {version!r}}}).encode()]\n"
+        f"        body = {{'version': {version!r}, 'colour': app_config['colour']}}\n"
+        "        return [json.dumps(body).encode()]\n"
         "    return app\n"
     )
