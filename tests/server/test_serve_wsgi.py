@@ -261,3 +261,17 @@ def test_python_dash_m_runs_the_server(tmp_path):
 
     assert result.returncode == 0
     assert result.stdout.startswith("usage: baseplate-serve")
+
+
+def test_ipv6_bind(tmp_path, serve):
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    serve(pyramid_ini(tmp_path), "--bind", f"[::1]:{port}", port=None)
+
+    connection = http.client.HTTPConnection("::1", port, timeout=30)
+    connection.request("GET", "/hello")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["hello"] == "world"
+    connection.close()
