@@ -5,8 +5,9 @@
 SDK's ``BatchSpanProcessor``), and ``SCENARIO`` reproduces the conditions of the gevent
 failures reported against the stock processor:
 
-* ``fork``: ``patch_all()`` first, the processor made and its worker running, then the
-  process forks twice (at-fork handlers, a worker carried across the fork: the
+* ``fork``: ``patch_all()`` first, the processor made and its worker running, then
+  subprocesses are started and the process forks twice (at-fork handlers, a worker
+  carried across the fork: the
   ``AssertionError`` in ``AbstractLinkable._notify_links`` and the ``KeyError`` in
   ``threading._limbo``); each child and the parent export spans made on many greenlets.
 * ``hang``: the exporter blocks (a collector that never answers) while request greenlets
@@ -21,8 +22,10 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import ctypes.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -77,6 +80,10 @@ def fork_scenario(kind: str, span_log: str) -> dict[str, Any]:
     provider.add_span_processor(make_processor(kind, JsonLinesExporter(span_log)))
     spans_on_greenlets(provider, "parent-before")
     gevent.sleep(0.2)  # the worker is running and has exported when the fork happens
+    # Subprocesses fork too, running the at-fork handlers (how ctypes' library lookup set
+    # off the AssertionError in the reports).
+    subprocess.run(["true"], check=True)
+    ctypes.util.find_library("c")
 
     children = []
     for child in range(2):
