@@ -122,9 +122,14 @@ def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
     return bp, cfg.test
 
 
-def _after_build(test_cfg: Any, kind: str) -> None:
+def _after_build(bp: Baseplate, test_cfg: Any, kind: str) -> None:
     _report(test_cfg.report_path, kind=kind)
     if test_cfg.fork:
+        # A span before the fork starts the export worker in the parent: the child must
+        # start its own and must not export the parent's queue again.
+        from baseplate.core import RequestContext
+
+        bp.make_server_span(RequestContext(), "prefork").finish()
         pid = os.fork()
         if pid == 0:
             _report(test_cfg.report_path, kind=kind, forked_child=True)
@@ -207,7 +212,7 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
         configurator.add_view(view, route_name=name, renderer="json")
     app = configurator.make_wsgi_app()
     app.baseplate = bp  # type: ignore[attr-defined]
-    _after_build(test_cfg, "wsgi")
+    _after_build(bp, test_cfg, "wsgi")
     return app
 
 
@@ -282,7 +287,7 @@ def make_thrift_processor(app_config: dict[str, str]) -> Any:
     )
     processor = ContextProcessor(BaseplateService.Processor(handler))
     processor.setEventHandler(BaseplateProcessorEventHandler(logger, bp))
-    _after_build(test_cfg, "thrift")
+    _after_build(bp, test_cfg, "thrift")
     return processor
 
 

@@ -209,6 +209,8 @@ def test_app_that_forks_exports_spans_from_every_process(tmp_path, serve):
         os.kill(child_pid, signal.SIGTERM)
         assert server.stop() == 0
         wait_until(lambda: not _alive(child_pid), "the forked process to exit")
+    prefork = [s for s in read_json_lines(tmp_path / "spans.jsonl") if s["name"] == "prefork"]
+    assert [span["pid"] for span in prefork] == [server.pid]  # exported once, by the parent
 
 
 def _alive(pid: int) -> bool:
