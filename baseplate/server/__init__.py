@@ -1,11 +1,12 @@
 """The baseplate server: ``baseplate-serve`` runs a Thrift or WSGI application under gevent.
 
 ``baseplate-serve CONFIG [--debug] [--reload] [--app-name NAME] [--server-name NAME]
-[--bind ENDPOINT]`` reads an INI file (:mod:`configparser` with ``%(name)s`` interpolation and
-a ``[DEFAULT]`` section shared by every section) with two sections::
+[--bind ENDPOINT]`` reads an INI file (:mod:`configparser` with ``%(name)s`` interpolation,
+see :class:`PercentTolerantInterpolation`, and a ``[DEFAULT]`` section shared by every
+section) with two sections::
 
     [server:main]
-    factory = baseplate.server.thrift   ; or baseplate.server.wsgi
+    factory = baseplate.server.thrift
     max_concurrency = 100
     stop_timeout = 30
 
@@ -44,6 +45,7 @@ import importlib
 import logging
 import logging.config
 import os
+import re
 import signal
 import socket
 import sys
@@ -88,6 +90,28 @@ class Configuration(NamedTuple):
     server_section: str = "server:main"
 
 
+class PercentTolerantInterpolation(configparser.BasicInterpolation):
+    """``%(name)s`` interpolation in which a ``%`` that starts no reference is itself.
+
+    So ``tracing.sample_rate = 37%`` reads as ``37%``; ``%%`` is still one ``%`` and
+    ``%(name)s`` still the value of ``name`` (from the section or ``[DEFAULT]``). Every value
+    the plain interpolation accepts reads the same.
+    """
+
+    _PERCENT = re.compile(r"%%|%\(|%")
+
+    def before_get(
+        self,
+        parser: Any,
+        section: str,
+        option: str,
+        value: str,
+        defaults: Any,
+    ) -> str:
+        escaped = self._PERCENT.sub(lambda m: "%%" if m.group() == "%" else m.group(), value)
+        return str(super().before_get(parser, section, option, escaped, defaults))
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -125,7 +149,7 @@ def read_config(
     :param app_name: the ``app:NAME`` section to read.
     :raises ConfigFileError: the file cannot be read or parsed, or a section is missing.
     """
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=PercentTolerantInterpolation())
     if isinstance(config_file, str):
         filename = config_file
         try:
@@ -544,6 +568,7 @@ def load_and_run_tshell(argv: Sequence[str] | None = None) -> None:
 __all__ = [
     "ConfigFileError",
     "Configuration",
+    "PercentTolerantInterpolation",
     "configure_logging",
     "flush_telemetry",
     "load_and_run_script",

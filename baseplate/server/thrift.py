@@ -4,16 +4,20 @@
 
     [server:main]
     factory = baseplate.server.thrift
-    max_concurrency = 100        ; connections served at once (default: unlimited)
-    stop_timeout = 30            ; seconds in-flight calls get to finish on SIGTERM
+    max_concurrency = 100
+    stop_timeout = 30
+
+``max_concurrency`` is the most connections served at once (default: unlimited) and
+``stop_timeout`` how many seconds calls in progress get to finish when the server stops
+(default 0: none).
 
 The application factory returns a ``TProcessor`` (typically a
 :class:`baseplate.integration.thrift.ContextProcessor`). Each connection gets one
 THeader protocol, which detects what the client speaks: THeader (binary or compact inside),
 framed binary or compact, and unframed binary or compact; replies use the client's format.
-Each call runs with a fresh (empty) OpenTelemetry context. Services that extend
-``BaseplateService`` answer ``baseplate-healthcheck thrift HOST:PORT`` through their
-``is_healthy`` method.
+Each call runs in a fresh, empty :mod:`contextvars` context (no current OpenTelemetry span).
+Services that extend ``BaseplateService`` answer ``baseplate-healthcheck thrift HOST:PORT``
+through their ``is_healthy`` method.
 """
 
 from __future__ import annotations

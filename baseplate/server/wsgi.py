@@ -4,13 +4,18 @@
 
     [server:main]
     factory = baseplate.server.wsgi
-    max_concurrency = 100        ; connections served at once (default: unlimited)
-    stop_timeout = 30            ; seconds in-flight requests get to finish on SIGTERM
-    handler = my_app.http:MyHandler  ; optional gevent.pywsgi.WSGIHandler subclass
+    max_concurrency = 100
+    stop_timeout = 30
+    handler = my_app.http:MyHandler
 
-The application factory returns a WSGI callable. Each request runs with a fresh (empty)
-OpenTelemetry context, so nothing of one request's trace leaks into the next request on the
-same keep-alive connection. While the server stops, responses carry ``Connection: close``.
+``max_concurrency`` is the most connections served at once (default: unlimited),
+``stop_timeout`` how many seconds requests in progress get to finish when the server stops
+(default 0: none), and the optional ``handler`` a ``gevent.pywsgi.WSGIHandler`` subclass.
+
+The application factory returns a WSGI callable. Each request runs in a fresh, empty
+:mod:`contextvars` context (so with no current OpenTelemetry span): nothing of one request's
+trace leaks into the next request on the same keep-alive connection. While the server stops,
+responses carry ``Connection: close``.
 
 Health checks: ``baseplate-healthcheck wsgi HOST:PORT`` sends ``GET /health`` and expects a
 2xx response with a JSON body. The server does not answer it by itself; the application

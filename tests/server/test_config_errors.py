@@ -30,9 +30,9 @@ CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
     ),
     "option before any section": ("factory = x\n" + GOOD_APP, [], ["line 1", "before any"]),
     "bad interpolation": (
-        GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\nrate = 50%\n",
+        GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\nrate = %(oops\n",
         [],
-        ["[app:main] rate:", "'%'"],
+        ["[app:main] rate:", "bad interpolation"],
     ),
     "unknown interpolation key": (
         GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\npath = %(nope)s/x\n",

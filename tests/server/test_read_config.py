@@ -91,3 +91,21 @@ def test_load_factory_errors(spec, message):
 def test_make_app_without_factory():
     with pytest.raises(ConfigurationError, match="factory: required option is missing"):
         make_app({"foo": "1"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("37%", "37%"),
+        ("37.5%%", "37.5%"),
+        ("%(region)s at 10%", "eu at 10%"),
+        ("100%% of %(region)s%", "100% of eu%"),
+        ("% leading", "% leading"),
+    ],
+)
+def test_a_percent_that_starts_no_reference_is_literal(raw, read):
+    text = f"[DEFAULT]\nregion = eu\n\n[app:main]\nrate = {raw}\n"
+
+    config = read_config(io.StringIO(text), None, "main")
+
+    assert config.app["rate"] == read
