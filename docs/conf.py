@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
+
+from sphinx import addnodes
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(DOCS)
@@ -38,3 +41,22 @@ doctest_global_setup = f"""
 DOCS_DIR = {DOCS!r}
 REPO_DIR = {REPO!r}
 """
+
+# Type names in string annotations that two documented modules define, resolved by the module
+# the annotation appears in (autodoc cannot evaluate annotations of __init__ parameters).
+AMBIGUOUS_TYPE_NAMES = {
+    ("baseplate.events", "MessageQueue"): "baseplate.message_queue.MessageQueue",
+}
+
+
+def resolve_ambiguous_type_names(app: Any, doctree: Any) -> None:
+    """Point ambiguous type names of annotations at the class the module means."""
+    for node in doctree.findall(addnodes.pending_xref):
+        target = AMBIGUOUS_TYPE_NAMES.get((node.get("py:module"), node.get("reftarget")))
+        if node.get("refdomain") == "py" and target is not None:
+            node["reftarget"] = target
+            node["refspecific"] = False
+
+
+def setup(app: Any) -> None:
+    app.connect("doctree-read", resolve_ambiguous_type_names)
