@@ -68,6 +68,14 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+class HangingSpanExporter(SpanExporter):
+    """A collector that never answers: every export blocks (cooperatively) for an hour."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        time.sleep(3600)
+        return SpanExportResult.SUCCESS
+
+
 def _otel_lock_is_cooperative() -> bool:
     # OpenTelemetry makes this lock when it is imported: a gevent lock shows that it was
     # imported after monkey-patching.
@@ -103,6 +111,7 @@ def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
                 "fork": Optional(Boolean, default=False),
                 "healthy": Optional(Boolean, default=True),
                 "schedule_delay": Optional(Float, default=0.05),
+                "hanging_exporter": Optional(Boolean, default=False),
             }
         },
     )
@@ -117,6 +126,8 @@ def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
                 schedule_delay=cfg.test.schedule_delay,
             )
         )
+    if cfg.test.hanging_exporter:
+        bp.add_span_processor(BoundedBatchSpanProcessor(HangingSpanExporter(), schedule_delay=0.05))
     if app_config.get("tracing.sample_rate"):
         bp.sampler.sample_rate = float(app_config["tracing.sample_rate"])
     return bp, cfg.test

@@ -56,6 +56,17 @@ def test_sigterm_lets_the_request_in_progress_finish_and_flushes_its_span(tmp_pa
     assert [span["name"] for span in read_json_lines(tmp_path / "spans.jsonl")] == ["slow"]
 
 
+def test_stop_is_bounded_when_the_collector_hangs(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path, **{"test.hanging_exporter": "true"}))
+    for _ in range(3):
+        assert server.get_json("/hello")["hello"] == "world"
+
+    # the export in progress never returns: the server gives up on it and exits
+    assert server.stop(limit=60) == 0
+    assert "telemetry export did not finish within 5s" in server.log()
+    assert "Stopped" in server.log()
+
+
 def test_sigint_stops_gracefully_too(tmp_path, serve):
     server = serve(pyramid_ini(tmp_path))
     outcome = _slow_request_in_thread(server, 0.5, tmp_path / "marker")
