@@ -423,8 +423,9 @@ def fail(program: str, message: str) -> NoReturn:
 
 
 def flush_telemetry(timeout: float = TELEMETRY_FLUSH_TIMEOUT) -> None:
-    """Export pending spans and shut the tracer provider down, waiting about ``timeout``
-    seconds at most; failures are logged, never raised."""
+    """Export pending spans (waiting at most ``timeout`` seconds) and shut the global tracer
+    provider down (each span processor bounds its own shutdown); failures are logged, never
+    raised. ``baseplate-serve`` also bounds the two steps together by ``timeout``."""
     from opentelemetry import trace
 
     provider = trace.get_tracer_provider()
