@@ -7,7 +7,7 @@ every value against a *spec*.
 A spec is a dict whose keys are option names and whose values are either value
 types (any callable taking the raw string and returning the parsed value or
 raising :class:`ValueError`), nested specs (dicts, for dotted keys such as
-``nested.once``) or parsers such as :class:`DictOf`::
+``nested.once``) or parsers such as :class:`DictOf`:
 
     >>> cfg = parse_config({"nested.once": "1", "rate": "37.1%"}, {
     ...     "nested": {"once": Integer},
