@@ -2,7 +2,7 @@
 
 The contents of the file are re-loaded and parsed only when necessary: when its
 modification time changes. For example, a JSON file containing
-``{"one": 1, "two": 2}`` might be watched and parsed like this::
+``{"one": 1, "two": 2}`` might be watched and parsed like this:
 
     >>> watcher = FileWatcher(path, parser=json.load)
     >>> watcher.get_data() == {"one": 1, "two": 2}
