@@ -23,7 +23,7 @@ class WeightedLottery(Generic[T]):
     :raises ValueError: if any weights are negative or there are no items (or all
         weights are zero).
 
-    An example of usage::
+    An example of usage (the picks are random; these are what a ``random.seed(40)`` gives):
 
         >>> words = ["apple", "banana", "cantelope"]
         >>> lottery = WeightedLottery(words, weight_key=len)
