@@ -107,7 +107,14 @@ def run_bare_server(kind: str, port: int, zipkin_url: str, statsd_endpoint: str)
     config = _app_config(zipkin_url, statsd_endpoint)
     server: Any
     if kind == "wsgi":
-        server = pywsgi.WSGIServer(("127.0.0.1", port), make_wsgi_app(config), log=None)
+
+        class NoDelayWSGIServer(pywsgi.WSGIServer):
+            # As baseplate-serve does; otherwise Nagle's delay, not the app, is measured.
+            def handle(self, sock: Any, address: Any) -> None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                super().handle(sock, address)
+
+        server = NoDelayWSGIServer(("127.0.0.1", port), make_wsgi_app(config), log=None)
     else:
         from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
         from thrift.transport.TSocket import TSocket

@@ -95,6 +95,13 @@ class WSGIServer(pywsgi.WSGIServer):
         super().__init__(listener, application=application, **kwargs)
         self.tracker = RequestTracker()
 
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        # pywsgi writes a response's headers and body in separate sends: with Nagle on, a
+        # keep-alive client's delayed ACK holds the body back ~40 ms.
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
     def stop_gracefully(self, timeout: float | None = None) -> None:
         """Stop accepting, let requests in progress finish (at most ``timeout`` seconds,
         default ``stop_timeout``), then close every connection."""
