@@ -4,9 +4,10 @@ The known failures of the SDK's stock ``BatchSpanProcessor`` under gevent
 (open-telemetry/opentelemetry-python#3897 and #4025: ``AssertionError`` in
 ``AbstractLinkable._notify_links``; #3884 and gevent/gevent#2021: ``KeyError`` in
 ``threading._limbo`` / ``_active`` for a worker carried across a fork; #3886: a flush
-deadlocked behind an export that holds the lock) are reproduced by
-``tests.ecosystem.export_under_gevent``; the stock processor is run under the same
-conditions as a control, to show that they do reproduce here.
+deadlocked behind an export that holds the lock) arise under the conditions
+``tests.ecosystem.export_under_gevent`` creates; baseplate's processor is run under them.
+(The stock processor fails there only some of the time, so it is not a test of its own:
+``python -m tests.ecosystem.export_under_gevent stock fork OUT`` shows it by hand.)
 """
 
 from __future__ import annotations
@@ -54,13 +55,6 @@ def test_background_export_survives_fork_under_patch_all(tmp_path: pathlib.Path)
     assert_quiet(result.stderr)
 
 
-def test_stock_processor_fails_under_the_same_conditions(tmp_path: pathlib.Path) -> None:
-    # Control: the conditions above are the ones that break the SDK's processor.
-    result = _run_export_script("stock", "fork", tmp_path / "spans.jsonl")
-
-    assert "KeyError" in result.stderr or "AssertionError" in result.stderr
-
-
 def test_flush_gives_up_on_a_hanging_exporter_while_requests_go_on(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -74,12 +68,6 @@ def test_flush_gives_up_on_a_hanging_exporter_while_requests_go_on(
     assert outcome["ended"] == 50 * 20  # no request greenlet was held by the export
     assert outcome["export_calls"] == 1
     assert_quiet(result.stderr)
-
-
-def test_stock_processor_flush_waits_for_the_hanging_export(tmp_path: pathlib.Path) -> None:
-    # Control: the SDK's processor flushes under the export lock, behind the blocked export.
-    with pytest.raises(subprocess.TimeoutExpired):
-        _run_export_script("stock", "hang", tmp_path / "unused.jsonl", timeout=10)
 
 
 @pytest.fixture(scope="module")
