@@ -104,32 +104,20 @@ def raw_request(provider: TracerProvider) -> Callable[[], None]:
     return request
 
 
-def measure(
-    request: Callable[[], None], provider: TracerProvider, requests: int, rounds: int
-) -> float:
-    """Median microseconds per request over several rounds.
-
-    Each round ends with a flush outside the timed part, so no export backlog of one side
-    runs while the other side is measured, and the rounds' export work is inside them.
-    """
-    for _ in range(min(requests, 2000)):
+def timed_round(request: Callable[[], None], provider: TracerProvider, requests: int) -> float:
+    """Microseconds per request for one round, its export flushed inside the round."""
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(requests):
         request()
     provider.force_flush()
-    samples = []
-    for _ in range(rounds):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(requests):
-            request()
-        provider.force_flush()
-        samples.append((time.perf_counter() - start) / requests * 1e6)
-    return statistics.median(samples)
+    return (time.perf_counter() - start) / requests * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--metrics", action="store_true", help="also produce statsd metrics")
     parser.add_argument("--exporter", choices=("discard", "zipkin"), default="discard")
     args = parser.parse_args()
@@ -171,21 +159,25 @@ def main() -> None:
         baseplate.configure_metrics(make_client("bench", f"{address[0]}:{address[1]}"))
         raw_provider.add_span_processor(RawStatsdProcessor("bench", address))
 
-    # Interleave the two so that machine noise hits both alike.
-    raw_times, bp_times = [], []
-    for _ in range(3):
-        raw_times.append(
-            measure(raw_request(raw_provider), raw_provider, args.requests, args.rounds)
-        )
-        bp_times.append(
-            measure(baseplate_request(baseplate), bp_provider, args.requests, args.rounds)
-        )
-    raw_us, bp_us = min(raw_times), min(bp_times)
+    raw, bp = raw_request(raw_provider), baseplate_request(baseplate)
+    for _ in range(min(args.requests, 2000)):  # warm up both
+        raw()
+        bp()
+    # Alternate rounds so that drifting machine noise hits both alike; the ratio is the
+    # median of the per-pair ratios.
+    raw_times, bp_times, ratios = [], [], []
+    for _ in range(args.rounds):
+        raw_us = timed_round(raw, raw_provider, args.requests)
+        bp_us = timed_round(bp, bp_provider, args.requests)
+        raw_times.append(raw_us)
+        bp_times.append(bp_us)
+        ratios.append(bp_us / raw_us)
+    raw_us, bp_us = statistics.median(raw_times), statistics.median(bp_times)
     label = f"tracing to {args.exporter}" + (" + statsd metrics" if args.metrics else "")
     print(f"request overhead ({label}, {args.requests} requests x {args.rounds} rounds)")
     print(f"  raw OpenTelemetry SDK : {raw_us:8.1f} us/request")
     print(f"  baseplate             : {bp_us:8.1f} us/request")
-    print(f"  ratio baseplate/raw   : {bp_us / raw_us:8.2f}x")
+    print(f"  ratio baseplate/raw   : {statistics.median(ratios):8.2f}x (median of pairs)")
     raw_provider.shutdown()
     bp_provider.shutdown()
     sink.close()

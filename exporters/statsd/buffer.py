@@ -47,7 +47,8 @@ class MetricsBuffer:
 
     def add_count(self, name: bytes, delta: float, sample_rate: float = 1.0) -> None:
         """Add ``delta`` to the counter ``name`` at ``sample_rate``."""
-        counter_line(name, delta, sample_rate)  # reject a bad value now, not at flush
+        if sample_rate != 1.0 or type(delta) is not int:
+            counter_line(name, delta, sample_rate)  # reject a bad value now, not at flush
         key = (name, sample_rate)
         with self._lock:
             total = self._counters.get(key)

@@ -290,8 +290,12 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
             self._flush(request.batch)
 
     def _names_of(self, span: ReadableSpan) -> _SpanNames | None:
-        component = (span.attributes or {}).get(ATTR_COMPONENT)
-        key = (span.kind, span.name, component)
+        kind = span.kind
+        # Only local spans are named after their component; skip the attribute lookup else.
+        component = None
+        if kind is SpanKind.INTERNAL:
+            component = (span.attributes or {}).get(ATTR_COMPONENT)
+        key = (kind, span.name, component)
         try:
             return self._names[key]
         except KeyError:
