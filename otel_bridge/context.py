@@ -83,10 +83,3 @@ def wrap_in_current_context(func: Callable[..., _T]) -> Callable[..., _T]:
         return ctx.run(func, *args, **kwargs)
 
     return run
-
-
-def current_context() -> Context:
-    """The current OpenTelemetry context."""
-    from opentelemetry.context import get_current
-
-    return get_current()

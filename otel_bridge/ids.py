@@ -9,15 +9,12 @@ peers can parse as int64.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import NamedTuple
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import TraceState
 
-_MAX_64 = 2**64 - 1
 _getrandbits = random.getrandbits
 
 
@@ -46,18 +43,8 @@ def current_preset() -> SpanPreset | None:
     return _PRESET.get()
 
 
-@contextmanager
-def preset(value: SpanPreset) -> Iterator[None]:
-    """Make the span started inside this block take the preset ids and decision."""
-    token = _PRESET.set(value)
-    try:
-        yield
-    finally:
-        _PRESET.reset(token)
-
-
 def set_preset(value: SpanPreset | None) -> object:
-    """Hot-path form of :func:`preset`: returns a token for :func:`reset_preset`."""
+    """Make the next span started here take ``value``; returns a token for :func:`reset_preset`."""
     return _PRESET.set(value)
 
 

@@ -32,8 +32,6 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context, create_key, get_value, set_value
 from opentelemetry.propagators.textmap import (
     CarrierT,
-    DefaultGetter,
-    DefaultSetter,
     Getter,
     Setter,
     TextMapPropagator,
@@ -612,8 +610,6 @@ __all__ = [
     "BaseplateThriftPropagator",
     "CaseInsensitiveGetter",
     "CompositePropagator",
-    "DefaultGetter",
-    "DefaultSetter",
     "ThriftHeaderGetter",
     "ThriftHeaderSetter",
     "WSGIEnvironGetter",

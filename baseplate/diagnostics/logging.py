@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 _installed_factory: Any = None
 
 
-def _install_record_factory() -> None:
+def install_record_factory() -> None:
+    """Give every log record ``trace_id`` and ``span_id`` attributes (once per process)."""
     global _installed_factory
     current = logging.getLogRecordFactory()
     if current is _installed_factory:
@@ -70,7 +71,7 @@ class LoggingBaseplateObserver(BaseplateObserver):
     """
 
     def __init__(self) -> None:
-        _install_record_factory()
+        install_record_factory()
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
         server_span.register(_ThreadNameObserver(server_span.trace_id))
@@ -83,4 +84,4 @@ def install(baseplate: Baseplate) -> None:
     baseplate.register(LoggingBaseplateObserver())
 
 
-__all__ = ["LoggingBaseplateObserver", "install"]
+__all__ = ["LoggingBaseplateObserver", "install", "install_record_factory"]

@@ -172,7 +172,11 @@ class SentryBaseplateObserver(BaseplateObserver):
 
 
 def install(baseplate: Baseplate, client: Any) -> None:
-    """Report exceptions ending server spans to ``client`` (raven or sentry-sdk)."""
+    """Report exceptions ending server spans to ``client`` (raven or sentry-sdk), once."""
+    if any(
+        isinstance(o, SentryBaseplateObserver) and o.client is client for o in baseplate.observers
+    ):
+        return
     baseplate.add_span_processor(SentrySpanProcessor(_reporter_for(client)))
     baseplate.register(SentryBaseplateObserver(client))
 

@@ -286,9 +286,9 @@ def configure_logging(config: Configuration, debug: bool, stream: IO[str] | None
 
     :raises ConfigFileError: when the logging sections cannot be used.
     """
-    from baseplate.diagnostics.logging import _install_record_factory
+    from baseplate.diagnostics.logging import install_record_factory
 
-    _install_record_factory()
+    install_record_factory()
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(_TraceFormatter(DEFAULT_LOG_FORMAT))
     root = logging.getLogger()

@@ -181,3 +181,21 @@ def test_bad_sentry_config_names_the_key() -> None:
 def test_blank_dsn_discards() -> None:
     client = baseplate.error_reporter_from_config({"sentry.dsn": ""}, __name__)
     assert not client.is_enabled()
+
+
+def test_configuring_twice_reports_once() -> None:
+    reports: list[Any] = []
+
+    class FakeRaven:
+        """Records calls; stands in for raven to count reports without a network."""
+
+        def captureException(self, **kwargs: Any) -> None:
+            reports.append(kwargs)
+
+    client = FakeRaven()
+    bp = make_baseplate(client)
+    bp.configure_error_reporting(client)
+    span = bp.make_server_span(RequestContext(), "handler")
+    with pytest.raises(ValueError), span:
+        raise ValueError("once")
+    assert len(reports) == 1

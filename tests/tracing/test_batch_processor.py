@@ -158,7 +158,6 @@ def test_bad_settings_are_rejected(receiver: Receiver, kwargs: dict, message: st
         BoundedBatchSpanProcessor(ZipkinExporter("svc", receiver.url), **kwargs)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_child_process_gets_its_own_worker_and_queue(receiver: Receiver) -> None:
     processor = BoundedBatchSpanProcessor(ZipkinExporter("svc", receiver.url), schedule_delay=30)
     processor.on_end(finished_span("before-fork", span_id=1))  # starts the parent's worker
@@ -180,7 +179,6 @@ def test_child_process_gets_its_own_worker_and_queue(receiver: Receiver) -> None
     processor.shutdown()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_during_an_export_does_not_reuse_the_parents_connection(receiver: Receiver) -> None:
     receiver.hold_next = True  # the parent's export hangs until released
     processor = BoundedBatchSpanProcessor(ZipkinExporter("svc", receiver.url, timeout=30))
