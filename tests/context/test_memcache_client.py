@@ -107,7 +107,8 @@ def test_pool_from_config_requires_endpoint() -> None:
 
 
 def test_serializers_are_used(pool: PooledClient, prefix: str) -> None:
-    pool.set(prefix + "doc", {"a": [1, 2]})
+    # noreply=False: the write must have landed before another connection reads it
+    assert pool.set(prefix + "doc", {"a": [1, 2]}, noreply=False) is True
     raw = PooledClient(("127.0.0.1", 11211))
     value, _ = raw.gets(prefix + "doc")
     assert value == b'{"a": [1, 2]}'
