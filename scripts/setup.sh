@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project, its tests and its demo need on a fresh machine:
 # Debian packages (memcached, ZooKeeper, the Thrift compiler), the statsd daemon from npm,
-# and a virtualenv with the package and its test/dev extras.
+# a virtualenv with the package and its test/dev extras, and a second one holding reddit's
+# own baseplate, the peer of the interoperability tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,15 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/python -c "import baseplate, otel_bridge, exporters" 
     rm -f .venv/.installed-*
     touch "$stamp"
+fi
+
+peer=.services/reddit-baseplate
+peer_stamp=$peer/.installed-$(sha1sum tests/interop/peer-requirements.txt | cut -c1-12)
+if [ ! -f "$peer_stamp" ]; then
+    echo "setup: installing reddit's baseplate for the interoperability tests"
+    rm -rf "$peer"
+    "$PYTHON" -m venv "$peer"
+    "$peer/bin/pip" install -q -r tests/interop/peer-requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+    "$peer/bin/python" -I -c "import baseplate.core, baseplate.thrift, baseplate.integration.thrift"
+    touch "$peer_stamp"
 fi

@@ -1,0 +1,88 @@
+"""Reddit's own baseplate as a peer: its Thrift server and client, edge context and metrics.
+
+``scripts/setup.sh`` installs reddit's baseplate from PyPI (pinned in
+``peer-requirements.txt``) into ``.services/reddit-baseplate``; ``reddit_peer.py`` runs there,
+in its own process, and prints what it saw as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PEER_PYTHON = REPO_ROOT / ".services" / "reddit-baseplate" / "bin" / "python"
+PEER_SCRIPT = Path(__file__).with_name("reddit_peer.py")
+
+
+def peer_command(*args: str) -> list[str]:
+    """The command line running ``reddit_peer.py`` with reddit's baseplate (``-I``: our
+    checkout and environment never shadow the peer's ``baseplate``)."""
+    assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
+    return [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), *args]
+
+
+@pytest.fixture
+def run_peer() -> Callable[..., dict[str, Any]]:
+    """``run_peer("edge-new", "--secrets", path, ...)``: run one peer command, return its JSON."""
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run(peer_command(*args), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+    return run
+
+
+class PeerServer:
+    """Reddit's baseplate serving ``BaseplateService`` on loopback; each call's view of the
+    trace is read back with :meth:`next_call`."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            peer_command("thrift-server"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        assert self.process.stdout is not None
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        self.port: int = self._next()["port"]
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+
+    def _next(self) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=30)
+        except queue.Empty:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+            raise AssertionError(f"the peer server said nothing; stderr:\n{stderr}") from None
+        value: dict[str, Any] = json.loads(line)
+        return value
+
+    def next_call(self) -> dict[str, Any]:
+        """What the peer's handler saw on the next call: span ids, headers, Edge-Request."""
+        return self._next()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.communicate()
+
+
+@pytest.fixture
+def peer_server() -> Iterator[PeerServer]:
+    server = PeerServer()
+    yield server
+    server.stop()
