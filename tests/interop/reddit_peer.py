@@ -165,9 +165,10 @@ def edge_read(args: argparse.Namespace) -> None:
 
 def metrics(args: argparse.Namespace) -> None:
     """Send a fixed set of metrics with reddit's client to ``args.port`` (UDP)."""
+    from baseplate.config import Endpoint
     from baseplate.metrics import make_client
 
-    client = make_client("peer", f"127.0.0.1:{args.port}")
+    client = make_client("peer", Endpoint(f"127.0.0.1:{args.port}"))
     client.counter("plain").increment()
     client.counter("sampled").increment(3, sample_rate=0.5)
     client.timer("one.timer").send(1.5)

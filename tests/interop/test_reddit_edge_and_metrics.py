@@ -1,0 +1,221 @@
+"""Edge-Request headers and statsd lines, made and read by this project and by reddit's own
+baseplate (``reddit_peer.py`` in its own virtualenv)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from baseplate.core import NoAuthenticationError
+from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET, EdgeRequestContextFactory
+from baseplate.metrics import make_client
+from baseplate.secrets import SecretsStore
+from tests.statsd_helpers import UDPReceiver
+
+# Reddit's later releases write four more, empty, structs (device, origin service,
+# geolocation, request id: fields 4 to 7) before the final stop byte.
+LATER_EMPTY_FIELDS = b"\x0c\x00\x04\x00\x0c\x00\x05\x00\x0c\x00\x06\x00\x0c\x00\x07\x00"
+
+
+class AuthService:
+    """Signs tokens as reddit's authentication service does (RS256), with rotating keys."""
+
+    def __init__(self) -> None:
+        self.keys = {
+            version: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            for version in ("current", "previous")
+        }
+
+    def public_pem(self, version: str) -> str:
+        return (
+            self.keys[version]
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def token(self, version: str = "current", expires_in: int = 3600, **claims: Any) -> str:
+        claims.setdefault("exp", int(time.time()) + expires_in)
+        return jwt.encode(claims, self.keys[version], algorithm="RS256")
+
+
+@pytest.fixture(scope="module")
+def auth() -> AuthService:
+    return AuthService()
+
+
+@pytest.fixture
+def secrets_file(tmp_path: Path, auth: AuthService) -> Path:
+    path = tmp_path / "secrets.json"
+    secret = {
+        "type": "versioned",
+        "current": auth.public_pem("current"),
+        "previous": auth.public_pem("previous"),
+    }
+    document = {
+        "secrets": {AUTHENTICATION_PUBLIC_KEY_SECRET: secret},
+        "vault": {"url": "http://127.0.0.1:8200/", "token": "t"},
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.fixture
+def factory(secrets_file: Path) -> EdgeRequestContextFactory:
+    return EdgeRequestContextFactory(SecretsStore(str(secrets_file)))
+
+
+def our_view(factory: EdgeRequestContextFactory, header: bytes) -> dict[str, Any]:
+    """What our factory reads from ``header``, in the shape ``edge-read`` prints."""
+    context = factory.from_upstream(header)
+    seen: dict[str, Any] = {
+        "loid": context.user.loid,
+        "cookie_created_ms": context.user.cookie_created_ms,
+        "session_id": context.session.id,
+    }
+    try:
+        seen.update(
+            user_id=context.user.id,
+            roles=sorted(context.user.roles),
+            oauth_client_id=context.oauth_client.id,
+            event_fields=context.event_fields(),
+        )
+    except NoAuthenticationError:
+        seen["authenticated"] = False
+    return seen
+
+
+CLAIMS = {
+    "sub": "t2_user",
+    "roles": ["admin", "employee"],
+    "client_id": "client-1",
+    "client_type": "third_party",
+}
+
+
+def test_edge_request_bytes_match_reddit_s(
+    factory: EdgeRequestContextFactory,
+    secrets_file: Path,
+    auth: AuthService,
+    run_peer: Callable[..., dict[str, Any]],
+) -> None:
+    token = auth.token(**CLAIMS)
+    ours = factory.new(
+        authentication_token=token,
+        loid_id="t2_deadbeef",
+        loid_created_ms=1_500_000_000_000,
+        session_id="session-1",
+    ).header
+    theirs = run_peer(
+        "edge-new",
+        "--secrets", str(secrets_file),
+        "--token", token,
+        "--loid-id", "t2_deadbeef",
+        "--loid-created-ms", "1500000000000",
+        "--session-id", "session-1",
+    )  # fmt: skip
+    assert base64.b64decode(theirs["header"]) == ours[:-1] + LATER_EMPTY_FIELDS + b"\x00"
+
+
+@pytest.mark.parametrize("version", ["current", "previous"])
+def test_each_side_reads_the_other_s_edge_request(
+    factory: EdgeRequestContextFactory,
+    secrets_file: Path,
+    auth: AuthService,
+    run_peer: Callable[..., dict[str, Any]],
+    version: str,
+) -> None:
+    token = auth.token(version, **CLAIMS)
+    ours = factory.new(
+        authentication_token=token, loid_id="t2_abc", loid_created_ms=42, session_id="s"
+    ).header
+    read_by_reddit = run_peer(
+        "edge-read", "--secrets", str(secrets_file), "--header", base64.b64encode(ours).decode()
+    )
+    assert read_by_reddit == our_view(factory, ours)
+    assert read_by_reddit["user_id"] == "t2_user"
+    assert read_by_reddit["event_fields"] == {
+        "user_id": "t2_user",
+        "logged_in": True,
+        "cookie_created_timestamp": 42,
+        "session_id": "s",
+        "oauth_client_id": "client-1",
+    }
+
+    theirs = run_peer(
+        "edge-new", "--secrets", str(secrets_file), "--token", token,
+        "--loid-id", "t2_abc", "--loid-created-ms", "42", "--session-id", "s",
+    )  # fmt: skip
+    assert our_view(factory, base64.b64decode(theirs["header"])) == read_by_reddit
+
+
+def test_expired_token_is_rejected_by_both_and_loid_still_reads(
+    factory: EdgeRequestContextFactory,
+    secrets_file: Path,
+    auth: AuthService,
+    run_peer: Callable[..., dict[str, Any]],
+) -> None:
+    token = auth.token(expires_in=-60, **CLAIMS)
+    ours = factory.new(
+        authentication_token=token, loid_id="t2_abc", loid_created_ms=7, session_id="s"
+    ).header
+    expected = {"loid": "t2_abc", "cookie_created_ms": 7, "session_id": "s", "authenticated": False}
+    assert our_view(factory, ours) == expected
+    read_by_reddit = run_peer(
+        "edge-read", "--secrets", str(secrets_file), "--header", base64.b64encode(ours).decode()
+    )
+    assert read_by_reddit == expected
+
+
+# -- statsd ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[UDPReceiver]:
+    udp = UDPReceiver()
+    yield udp
+    udp.close()
+
+
+def lines_of(datagrams: list[bytes]) -> list[bytes]:
+    return [line for datagram in datagrams for line in datagram.split(b"\n")]
+
+
+def test_metrics_lines_match_reddit_s(
+    receiver: UDPReceiver, run_peer: Callable[..., dict[str, Any]]
+) -> None:
+    run_peer("metrics", "--port", str(receiver.port))
+    theirs = receiver.receive_all()
+
+    # the same calls as the peer's ``metrics`` command, with our client
+    client = make_client("peer", receiver.endpoint)
+    client.counter("plain").increment()
+    client.counter("sampled").increment(3, sample_rate=0.5)
+    client.timer("one.timer").send(1.5)
+    client.gauge("level").replace(4)
+    client.histogram("sizes").add_sample(320)
+    with client.batch() as batch:
+        batch.counter("batched").increment()
+        batch.counter("batched").increment(2)
+        batch.counter("down").decrement()
+        batch.timer("batch.timer").send(0.25)
+        batch.gauge("batch_level").replace(7)
+        batch.histogram("batch_sizes").add_sample(9)
+    ours = receiver.receive_all()
+
+    assert len(theirs) == len(ours) == 6  # five single metrics, then the batch
+    # one datagram per unbatched metric, line for line
+    assert ours[:5] == theirs[:5]
+    # the batch: the same lines (a batch's line order is not part of the format)
+    assert sorted(lines_of(ours[5:])) == sorted(lines_of(theirs[5:]))
