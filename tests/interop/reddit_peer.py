@@ -184,6 +184,32 @@ def metrics(args: argparse.Namespace) -> None:
     emit({"sent": True})
 
 
+def request_metrics(args: argparse.Namespace) -> None:
+    """Handle one request with reddit's metrics observer, sending to ``args.port`` (UDP)."""
+    from baseplate.config import Endpoint
+    from baseplate.core import Baseplate
+    from baseplate.metrics import make_client
+
+    class Context:
+        pass
+
+    baseplate = Baseplate()
+    baseplate.configure_metrics(make_client("peer", Endpoint(f"127.0.0.1:{args.port}")))
+    context = Context()
+    with baseplate.make_server_span(context, "endpoint") as server_span:
+        with server_span.make_child("redis.GET"):
+            pass
+        try:
+            with server_span.make_child("db.execute"):
+                raise ValueError("query failed")
+        except ValueError:
+            pass
+        with server_span.make_child("render", local=True, component_name="templates"):
+            pass
+        context.metrics.counter("app.custom").increment()
+    emit({"sent": True})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +241,10 @@ def main() -> None:
     send = commands.add_parser("metrics")
     send.set_defaults(run=metrics)
     send.add_argument("--port", type=int, required=True)
+
+    request = commands.add_parser("request-metrics")
+    request.set_defaults(run=request_metrics)
+    request.add_argument("--port", type=int, required=True)
 
     args = parser.parse_args()
     args.run(args)

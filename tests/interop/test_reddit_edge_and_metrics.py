@@ -14,8 +14,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from opentelemetry.sdk.trace import TracerProvider
 
-from baseplate.core import NoAuthenticationError
+from baseplate.core import Baseplate, NoAuthenticationError, RequestContext
 from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET, EdgeRequestContextFactory
 from baseplate.metrics import make_client
 from baseplate.secrets import SecretsStore
@@ -219,3 +220,44 @@ def test_metrics_lines_match_reddit_s(
     assert ours[:5] == theirs[:5]
     # the batch: the same lines (a batch's line order is not part of the format)
     assert sorted(lines_of(ours[5:])) == sorted(lines_of(theirs[5:]))
+
+
+def without_timings(lines: list[bytes]) -> list[bytes]:
+    """Timer lines with their value dropped (durations differ); other lines as they are."""
+    return sorted(
+        line.split(b":")[0] + b":|ms" if line.endswith(b"|ms") else line for line in lines
+    )
+
+
+def test_request_metrics_match_reddit_s_observer(
+    receiver: UDPReceiver, run_peer: Callable[..., dict[str, Any]]
+) -> None:
+    run_peer("request-metrics", "--port", str(receiver.port))
+    theirs = receiver.receive_all()
+
+    # the same request as the peer's ``request-metrics`` command, on our processor
+    baseplate = Baseplate(tracer_provider=TracerProvider())
+    baseplate.configure_metrics(make_client("peer", receiver.endpoint))
+    context = RequestContext()
+    with baseplate.make_server_span(context, "endpoint") as server_span:
+        with server_span.make_child("redis.GET"):
+            pass
+        with pytest.raises(ValueError), server_span.make_child("db.execute"):
+            raise ValueError("query failed")
+        with server_span.make_child("render", local=True, component_name="templates"):
+            pass
+        context.metrics.counter("app.custom").increment()
+    ours = receiver.receive_all()
+
+    assert len(theirs) == len(ours) == 1  # the whole request in one datagram
+    assert without_timings(lines_of(ours)) == without_timings(lines_of(theirs))
+    assert without_timings(lines_of(theirs)) == [
+        b"peer.app.custom:1|c",
+        b"peer.clients.db.execute.failure:1|c",
+        b"peer.clients.db.execute:|ms",
+        b"peer.clients.redis.GET.success:1|c",
+        b"peer.clients.redis.GET:|ms",
+        b"peer.server.endpoint.success:1|c",
+        b"peer.server.endpoint:|ms",
+        b"peer.templates.render:|ms",
+    ]
