@@ -72,6 +72,22 @@ def thrift_server(args: argparse.Namespace) -> None:
     server.serve_forever()
 
 
+class HealthyHandler:
+    def is_healthy(self, context: Any) -> bool:
+        return True
+
+
+def make_processor(app_config: dict[str, str]) -> Any:
+    """``[app:main] factory = reddit_peer:make_processor`` for reddit's ``baseplate-serve``."""
+    from baseplate.core import Baseplate
+    from baseplate.integration.thrift import baseplateify_processor
+    from baseplate.thrift import BaseplateService
+
+    return baseplateify_processor(
+        BaseplateService.Processor(HealthyHandler()), logging.getLogger("peer"), Baseplate()
+    )
+
+
 def thrift_client(args: argparse.Namespace) -> None:
     """Inside a server span with the given ids, call ``is_healthy`` on ``args.port``."""
     from baseplate.config import EndpointConfiguration
