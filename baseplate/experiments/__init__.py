@@ -5,7 +5,8 @@ mapping experiment names to their configs. :py:class:`ExperimentsContextFactory`
 it (reloading on change) and attaches an :py:class:`Experiments` object to each request's
 context. Choosing a variant logs a bucketing event to the configured
 :py:class:`~baseplate.events.EventLogger`, at most once per request for each
-experiment, bucketing value and variant.
+experiment and bucketing value (its ``get_unique_id``), whatever variant later calls
+return for it.
 
 A malformed experiment is logged and treated as absent (``variant`` returns ``None``)
 without affecting the others; a missing or unparsable file makes every experiment
@@ -96,7 +97,7 @@ class Experiments:
         self._span = server_span
         self._context_name = context_name
         self._event_logger: EventLogger = event_logger or DebugLogger()
-        self._already_bucketed: set[tuple[str, Optional[str]]] = set()
+        self._already_bucketed: set[str] = set()
         self._experiment_cache: dict[str, Optional[Experiment]] = {}
 
     def _get_all_configs(self) -> Optional[Mapping[str, Any]]:
@@ -202,8 +203,8 @@ class Experiments:
         1. bucketing_event_override is set to False.
         2. The experiment specified by "name" explicitly disables bucketing events.
         3. We have already logged a bucketing event for the value specified by
-           experiment.get_unique_id(\\*\\*kwargs) and this variant within the current
-           request.
+           experiment.get_unique_id(\\*\\*kwargs) within the current request (even if
+           that event was for another variant, e.g. before an override applied).
 
         Since checking the status an experiment will fire a bucketing event, it is best to
         only check the variant when you are making the decision that will expose the
@@ -238,17 +239,15 @@ class Experiments:
             logger.exception("Could not choose a variant of experiment %r", name)
             return None
 
-        dedup_key = (bucketing_id or "", variant)
-        do_log = (
-            bool(bucketing_id)
+        if (
+            bucketing_id
             and variant is not None
             and bucketing_event_override is not False
-            and dedup_key not in self._already_bucketed
+            and bucketing_id not in self._already_bucketed
             and experiment.should_log_bucketing()
-        )
-        if do_log:
+        ):
             self._log(experiment, variant, EventType.BUCKET, inputs)
-            self._already_bucketed.add(dedup_key)
+            self._already_bucketed.add(bucketing_id)
 
         return variant
 
