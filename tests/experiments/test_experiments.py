@@ -83,7 +83,7 @@ def test_variant_logs_a_bucketing_event(
     )
 
 
-def test_bucketing_events_once_per_request_user_and_variant(
+def test_bucketing_events_once_per_request_and_user(
     experiments_file: ExperimentsFile, new_request: NewRequest, event_logger: RecordingLogger
 ) -> None:
     experiments_file.write({"exp": simple_config(name="exp", variants=EVERYONE)})
@@ -98,6 +98,30 @@ def test_bucketing_events_once_per_request_user_and_variant(
 
     new_request().variant("exp", user_id="t2_1")
     assert len(event_logger.events) == 3
+
+
+def test_no_second_event_when_an_override_changes_the_variant(
+    experiments_file: ExperimentsFile, new_request: NewRequest, event_logger: RecordingLogger
+) -> None:
+    experiments_file.write(
+        {
+            "buttons": r2_config(
+                name="buttons",
+                variants={"blue": 30, "green": 30, "red": 30},
+                targeting={"logged_in": [True]},
+                overrides={"url_features": {"buttons_red": "red"}},
+            )
+        }
+    )
+    experiments = new_request()
+    bucketed = experiments.variant("buttons", user_id="t2_1", logged_in=True)
+    assert bucketed in ("blue", "green")  # t2_1 is not bucketed into red
+    assert (
+        experiments.variant("buttons", user_id="t2_1", logged_in=True, url_features=["buttons_red"])
+        == "red"
+    )
+    # one event per user and experiment in a request: the one for the first variant
+    assert [event["variant"] for event in event_logger.events] == [bucketed]
 
 
 def test_bucketing_event_override(
