@@ -5,7 +5,8 @@ the publisher sidecar (``python -m baseplate.diagnostics.tracing.publisher``) ba
 messages and posts them to Zipkin. The message is the Zipkin v1 JSON object existing
 baseplate services write: integer ids (``parentId`` 0 for a root), microsecond ``timestamp``
 and ``duration``, ``sr``/``ss`` (server) or ``cs``/``cr`` (client) annotations, and
-``binaryAnnotations`` for tags, ``lc`` (a local span's component) and ``error``.
+``binaryAnnotations`` for tags, ``lc`` (a local span's component), ``error`` and, on every
+span of a trace carrying baseplate's debug flag, ``debug`` (legacy consumers filter on it).
 
 Writing never blocks and never fails the request: a full queue or a span larger than a
 message is dropped, logged (rate-limited) and counted.
@@ -32,6 +33,7 @@ from exporters.zipkin import (
     microseconds,
     span_tags,
 )
+from otel_bridge import semconv
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ QUEUE_NAME_PREFIX = "/traces-"
 
 #: Endpoint address used when the host name does not resolve.
 UNRESOLVED_IPV4 = "127.0.0.1"
+
+#: Binary annotation baseplate's recorder put on every span of a debug-flagged trace.
+TAG_DEBUG = "debug"
 
 _SERVER_ANNOTATIONS = ("sr", "ss")
 _CLIENT_ANNOTATIONS = ("cs", "cr")
@@ -159,6 +164,8 @@ def encode_v1_span(span: ReadableSpan, endpoint: Mapping[str, Any]) -> dict[str,
         binary_annotations.append(
             {"key": key, "value": _binary_value(value), "endpoint": dict(endpoint)}
         )
+    if semconv.is_debug(context):
+        binary_annotations.append({"key": TAG_DEBUG, "value": True, "endpoint": dict(endpoint)})
 
     return {
         "traceId": context.trace_id,
