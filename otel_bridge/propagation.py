@@ -16,8 +16,13 @@ carry both the span id the callee must use (shared-span model) and its parent; t
 travels in the extracted context under :data:`UPSTREAM_PARENT_KEY`.
 
 When several formats arrive, W3C wins over the others unless they describe the same span.
-An ``X-B3-*`` value of exactly 16 or 32 hex digits is read as standard (hex) B3; any other
-all-digit value as a 0.28 decimal alias.
+``X-B3-*`` headers whose trace id is exactly 16 or 32 hex digits and span id exactly 16 are
+read as standard (hex) B3; other all-digit values as 0.28 decimal aliases.
+
+Baseplate services read ``X-B3-*`` as decimal aliases of ``X-Trace`` ...: hex values there
+contradict the decimal ones and such a service then ignores the trace. So an HTTP composite
+that writes baseplate headers reads multi-header B3 but does not write it; ``b3`` and
+``traceparent`` still carry the trace to B3 and W3C peers.
 """
 
 from __future__ import annotations
@@ -176,6 +181,10 @@ def _is_hex_b3_id(text: str | None) -> bool:
     return text is not None and len(text) in (16, 32) and _HEX.issuperset(text)
 
 
+def _is_hex_b3_span_id(text: str | None) -> bool:
+    return text is not None and len(text) == 16 and _HEX.issuperset(text)
+
+
 def _trace_state_for(flags: int) -> TraceState:
     if not flags:
         return TraceState()
@@ -249,7 +258,11 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
             values[field_name] = found
 
         trace_text, span_text = values["trace"], values["span"]
-        if _is_hex_b3_id(trace_text) and not self._primary_present(getter, carrier):
+        if (
+            _is_hex_b3_id(trace_text)
+            and _is_hex_b3_span_id(span_text)
+            and not self._primary_present(getter, carrier)
+        ):
             return context  # standard hex B3, read by the B3 propagator
         trace_id = parse_decimal_id(trace_text, _MAX_128)
         span_id = parse_decimal_id(span_text)
@@ -329,6 +342,12 @@ class BaseplateHTTPPropagator(_BaseplateHeadersPropagator):
         "sampled": ("X-Sampled", "X-B3-Sampled"),
         "flags": ("X-Flags", "X-B3-Flags"),
     }
+
+
+#: The 0.28 alias header names (lower case) that baseplate services read as baseplate fields.
+_HTTP_ALIASES = frozenset(
+    name.lower() for names in BaseplateHTTPPropagator.header_names.values() for name in names[1:]
+)
 
 
 class BaseplateThriftPropagator(_BaseplateHeadersPropagator):
@@ -459,8 +478,27 @@ def _rank(propagator: TextMapPropagator) -> int:
     return int(getattr(propagator, "rank", _RANK_OTHER))
 
 
+def _injectors(propagators: Sequence[TextMapPropagator]) -> list[TextMapPropagator]:
+    """The propagators a composite of ``propagators`` injects with.
+
+    Next to baseplate HTTP headers, those that would write the 0.28 alias names
+    (``X-B3-TraceId`` ...: multi-header B3, in hex) are left out: baseplate services read
+    those names as the decimal baseplate fields, and a differing value makes them ignore the
+    trace headers altogether. Such propagators still take part in extract.
+    """
+    if not any(isinstance(p, BaseplateHTTPPropagator) for p in propagators):
+        return list(propagators)
+    return [
+        propagator
+        for propagator in propagators
+        if isinstance(propagator, BaseplateHTTPPropagator)
+        or not _HTTP_ALIASES.intersection(name.lower() for name in propagator.fields)
+    ]
+
+
 class CompositePropagator(TextMapPropagator):
-    """Several formats at once: inject writes all; extract picks one winner.
+    """Several formats at once: inject writes all (but hex multi-header B3 next to baseplate
+    HTTP headers, see :func:`_injectors`); extract picks one winner.
 
     W3C ``traceparent`` wins when formats disagree; when it describes the same span as
     baseplate headers, the baseplate reading is kept (it also carries the upstream parent for
@@ -469,6 +507,8 @@ class CompositePropagator(TextMapPropagator):
 
     def __init__(self, propagators: Sequence[TextMapPropagator]):
         self.propagators = list(propagators)
+        #: The propagators whose headers :meth:`inject` writes (see :func:`_injectors`).
+        self.injectors = _injectors(self.propagators)
 
     def extract(
         self,
@@ -509,13 +549,13 @@ class CompositePropagator(TextMapPropagator):
         context: Context | None = None,
         setter: Setter[CarrierT] = default_setter,
     ) -> None:
-        for propagator in self.propagators:
+        for propagator in self.injectors:
             propagator.inject(carrier, context, setter)
 
     @property
     def fields(self) -> set[str]:
         names: set[str] = set()
-        for propagator in self.propagators:
+        for propagator in self.injectors:
             names |= set(propagator.fields)
         return names
 

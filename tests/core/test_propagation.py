@@ -201,8 +201,37 @@ def test_composite_injects_every_format() -> None:
     composite.inject(carrier, context=_context_for(1234, 66, 55, True))
     assert carrier["X-Trace"] == "1234"
     assert carrier["traceparent"] == f"00-{1234:032x}-{66:016x}-01"
-    assert carrier["X-B3-SpanId"] == f"{66:016x}"
     assert carrier["b3"].startswith(f"{1234:016x}-{66:016x}-1")
+    # baseplate services read X-B3-* as decimal aliases: hex there would void the trace
+    assert not any(name.startswith("X-B3-") for name in carrier)
+    assert "X-B3-TraceId" not in composite.fields
+    # hex multi-header B3 is still read, and written where no baseplate headers are
+    assert extracted(composite.extract(
+        {"X-B3-TraceId": f"{1234:016x}", "X-B3-SpanId": f"{66:016x}", "X-B3-Sampled": "1"}
+    )).span_id == 66
+    alone: dict[str, str] = {}
+    make_propagator(["tracecontext", "b3multi"]).inject(
+        alone, context=_context_for(1234, 66, 55, True)
+    )
+    assert alone["X-B3-SpanId"] == f"{66:016x}"
+    thrift: dict[bytes, bytes] = {}
+    make_propagator(["baseplate", "b3multi"], thrift=True).inject(
+        thrift, context=_context_for(1234, 66, 55, True), setter=thrift_setter
+    )
+    assert thrift[b"Trace"] == b"1234" and thrift[b"X-B3-SpanId"] == f"{66:016x}".encode()
+
+
+def test_decimal_aliases_with_a_16_digit_trace_id() -> None:
+    """Without ``X-Trace``, a 16-digit all-decimal ``X-B3-TraceId`` whose span id is not a
+    hex B3 span id is the 0.28 decimal alias (as reddit's services read it)."""
+    headers = {"X-B3-TraceId": "1234567890123456", "X-B3-ParentSpanId": "55",
+               "X-B3-SpanId": "7638783876913511395", "X-B3-Sampled": "1"}
+    ctx = make_propagator(["baseplate", "b3multi"]).extract(
+        headers, getter=case_insensitive_getter
+    )
+    assert trace_info_from_context(ctx) == TraceInfo(
+        1234567890123456, 55, 7638783876913511395, True, None
+    )
 
 
 def test_round_trip_through_two_services(provider: Any, exporter: Any) -> None:
