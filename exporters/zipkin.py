@@ -142,9 +142,10 @@ def span_tags(span: ReadableSpan) -> dict[str, Any]:
 
     The component attribute of a local span becomes ``lc``; a span with ERROR status gets
     ``error`` (its status description, or True); spans from other instrumentation scopes
-    name their scope.
+    name their scope. The shared-span marker is not a tag: Zipkin v2 says ``shared``.
     """
     tags = dict(span.attributes or {})
+    tags.pop(semconv.ATTR_SHARED_SPAN, None)
     if semconv.ATTR_COMPONENT in tags:
         tags[TAG_LOCAL_COMPONENT] = tags.pop(semconv.ATTR_COMPONENT)
     if span.status.status_code is StatusCode.ERROR:

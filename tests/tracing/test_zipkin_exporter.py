@@ -142,6 +142,7 @@ def test_server_span_continuing_an_upstream_span_is_shared(
     assert by_name["handler"]["shared"] is True
     assert by_name["handler"]["parentId"] == "0000000000000010"
     assert by_name["handler"]["id"] == "0000000000000020"
+    assert semconv.ATTR_SHARED_SPAN not in by_name["handler"].get("tags", {})  # not a tag
     assert "shared" not in by_name["child"]
     assert "shared" not in by_name["w3c"]
 
