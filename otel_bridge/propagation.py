@@ -10,8 +10,10 @@ Formats (see WIRE.md):
 * B3 multi (``X-B3-*`` in hex) and single (``b3``), and W3C ``traceparent``.
 
 Ids are unsigned decimal integers; trace, parent and span must all be present and valid or
-the request starts a new trace. A missing ``Sampled`` means the caller has not decided:
-``tracing.sample_rate`` decides (see :data:`SAMPLING_UNDECIDED_KEY`). Baseplate headers
+the request starts a new trace. ``Sampled`` other than ``1`` (or ``true``), or none at all,
+means unsampled, as every baseplate reads it (1.x callers send ``X-Sampled`` only when
+sampled); the debug flag still forces sampling. Only B3 without a sampling state leaves the
+decision to ``tracing.sample_rate`` (see :data:`SAMPLING_UNDECIDED_KEY`). Baseplate headers
 carry both the span id the callee must use (shared-span model) and its parent; the parent
 travels in the extracted context under :data:`UPSTREAM_PARENT_KEY`.
 
@@ -63,8 +65,8 @@ EDGE_REQUEST_THRIFT_HEADER = "Edge-Request"
 
 #: Context key holding the upstream parent span id of a span extracted from baseplate headers.
 UPSTREAM_PARENT_KEY = create_key("baseplate-upstream-parent-id")
-#: Context key set when baseplate headers carried no ``Sampled``: the caller did not decide,
-#: so ``tracing.sample_rate`` does.
+#: Context key set when B3 headers carried no sampling state (B3's "deferred"): the caller
+#: did not decide, so ``tracing.sample_rate`` does.
 SAMPLING_UNDECIDED_KEY = create_key("baseplate-sampling-undecided")
 
 _MAX_64 = 2**64
@@ -272,9 +274,7 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         flags = parse_decimal_id(values["flags"]) or 0
         sampled_text = values["sampled"]
         sampled = sampled_text in ("1", "true", "True")
-        return _remote_context(
-            context, trace_id, span_id, sampled, flags, parent_id, undecided=sampled_text is None
-        )
+        return _remote_context(context, trace_id, span_id, sampled, flags, parent_id)
 
     def _primary_present(self, getter: Getter[Any], carrier: Any) -> bool:
         return _first(getter, carrier, self.header_names["trace"][0]) is not None
@@ -392,7 +392,10 @@ class B3MultiPropagator(TextMapPropagator):
             flags = FLAG_DEBUG
         sampled = sampled_text in ("1", "true", "d")
         # X-B3-ParentSpanId is informational: the extracted span is the caller's own span.
-        return _remote_context(context, trace_id, span_id, sampled, flags)
+        # No X-B3-Sampled: B3's "deferred", the receiver decides.
+        return _remote_context(
+            context, trace_id, span_id, sampled, flags, undecided=sampled_text is None
+        )
 
     def inject(
         self,
@@ -444,7 +447,10 @@ class B3SinglePropagator(TextMapPropagator):
         if sampled_text not in (None, "0", "1", "d"):
             return context
         flags = FLAG_DEBUG if sampled_text == "d" else 0
-        return _remote_context(context, trace_id, span_id, sampled_text in ("1", "d"), flags)
+        sampled = sampled_text in ("1", "d")
+        return _remote_context(
+            context, trace_id, span_id, sampled, flags, undecided=sampled_text is None
+        )
 
     def inject(
         self,

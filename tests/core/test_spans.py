@@ -369,7 +369,11 @@ def test_add_to_context(baseplate: Baseplate) -> None:
 )
 def test_trace_info_validation(kwargs: dict[str, Any]) -> None:
     values: dict[str, Any] = {
-        "trace_id": 1, "parent_id": 2, "span_id": 3, "sampled": True, "flags": None
+        "trace_id": 1,
+        "parent_id": 2,
+        "span_id": 3,
+        "sampled": True,
+        "flags": None,
     }
     values.update(kwargs)
     with pytest.raises(ValueError):
@@ -390,30 +394,56 @@ def test_span_repr_names_ids(baseplate: Baseplate) -> None:
     assert format_span_id(3).endswith("3")
 
 
-def test_missing_sampled_header_leaves_it_to_the_rate(baseplate: Baseplate) -> None:
-    from otel_bridge.propagation import BaseplateHTTPPropagator
+def test_missing_sampled_header_means_unsampled(baseplate: Baseplate) -> None:
+    # baseplate 1.x sends X-Sampled only when sampled; every baseplate reads none as unsampled
+    from otel_bridge.propagation import (
+        BaseplateHTTPPropagator,
+        BaseplateThriftPropagator,
+        thrift_getter,
+    )
 
-    headers = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66"}
-    for rate, expected in ((0.0, False), (1.0, True)):
-        baseplate.sampler.sample_rate = rate
-        info = trace_info_from_context(BaseplateHTTPPropagator().extract(headers))
-        assert info is not None and info.sampled is None
-        assert baseplate.make_server_span(RequestContext(), "h", info).sampled is expected
+    baseplate.sampler.sample_rate = 1.0
+    for ctx in (
+        BaseplateHTTPPropagator().extract({"X-Trace": "1234", "X-Parent": "55", "X-Span": "66"}),
+        BaseplateThriftPropagator().extract(
+            {b"Trace": b"1234", b"Parent": b"55", b"Span": b"66"}, getter=thrift_getter
+        ),
+    ):
+        info = trace_info_from_context(ctx)
+        assert info is not None and info.sampled is False
+        assert baseplate.make_server_span(RequestContext(), "h", info).sampled is False
+    # the debug flag still forces sampling
+    debug = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66", "X-Flags": "1"}
+    info = trace_info_from_context(BaseplateHTTPPropagator().extract(debug))
+    assert info is not None
+    assert baseplate.make_server_span(RequestContext(), "h", info).sampled is True
 
 
-def test_vendor_span_under_undecided_headers_uses_the_rate(provider: Any) -> None:
+def test_deferred_b3_and_vendor_spans_under_it_use_the_rate(
+    baseplate: Baseplate, provider: Any
+) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from otel_bridge.propagation import BaseplateHTTPPropagator
+    from otel_bridge.propagation import B3MultiPropagator, B3SinglePropagator
     from otel_bridge.sampling import BaseplateSampler
 
-    headers = {"X-Trace": "1234", "X-Parent": "55", "X-Span": "66"}
-    ctx = BaseplateHTTPPropagator().extract(headers)
-    for rate in (0.0, 1.0):
-        tracer = TracerProvider(sampler=BaseplateSampler(rate)).get_tracer("vendor")
-        span = tracer.start_span("GET /", context=ctx)
-        assert span.get_span_context().trace_flags.sampled is bool(rate)
-        span.end()
+    contexts = [
+        B3MultiPropagator().extract(
+            {"X-B3-TraceId": "00000000000004d2", "X-B3-SpanId": "0" * 15 + "1"}
+        ),
+        B3SinglePropagator().extract({"b3": "00000000000004d2-0000000000000001"}),
+    ]
+    for ctx in contexts:
+        for rate in (0.0, 1.0):
+            tracer = TracerProvider(sampler=BaseplateSampler(rate)).get_tracer("vendor")
+            span = tracer.start_span("GET /", context=ctx)
+            assert span.get_span_context().trace_flags.sampled is bool(rate)
+            span.end()
+            baseplate.sampler.sample_rate = rate
+            info = trace_info_from_context(ctx)
+            assert info is not None and info.sampled is None
+            server = baseplate.make_server_span(RequestContext(), "h", info)
+            assert server.sampled is bool(rate)
 
 
 def test_shared_span_marked_only_for_baseplate_headers(baseplate: Baseplate, exporter: Any) -> None:

@@ -13,8 +13,8 @@ Differences between the two that WIRE.md settles (asserted as such below):
 * reddit 0.30's Pyramid integration attaches the ``X-Edge-Request`` text as it arrived
   (base64, not decoded), so its ``request_context`` reads nothing from it; the header's bytes
   decoded as WIRE.md says are what reddit's own ``EdgeRequestContextFactory`` reads;
-* a request without ``X-Sampled`` is unsampled for reddit; ours leaves it to
-  ``tracing.sample_rate`` (docs/migration.rst), 0 in this module, so the two agree.
+* a request that starts a new trace is sampled by ``tracing.sample_rate`` on our side (0 in
+  this module) and left undecided by reddit's server span.
 
 Reddit's integration reads ``X-B3-TraceId`` ... as decimal aliases of ``X-Trace`` ...; an
 outbound call of ours therefore carries no hex ``X-B3-*`` next to the baseplate headers.
@@ -151,8 +151,8 @@ class OurPyramidService:
         self.provider = TracerProvider()
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.baseplate = Baseplate(tracer_provider=self.provider)
-        # A request without X-Sampled leaves the decision to the rate (docs/migration.rst);
-        # reddit's reads it as unsampled. At rate 0 the two agree.
+        # New traces are sampled by the rate here, left undecided by reddit: at 0 they agree.
+        # (Trace headers without X-Sampled are unsampled on both sides whatever the rate.)
         self.baseplate.sampler.sample_rate = 0.0
         self.peer_url = peer_url
 
