@@ -22,33 +22,41 @@ PEER_PYTHON = REPO_ROOT / ".services" / "reddit-baseplate" / "bin" / "python"
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer.py")
 
 
-def peer_command(*args: str) -> list[str]:
-    """The command line running ``reddit_peer.py`` with reddit's baseplate (``-I``: our
-    checkout and environment never shadow the peer's ``baseplate``)."""
+def peer_command(*args: str, script: Path = PEER_SCRIPT) -> list[str]:
+    """The command line running a peer script with reddit's baseplate (``-I``: our checkout
+    and environment never shadow the peer's ``baseplate``)."""
     assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-    return [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), *args]
+    return [str(PEER_PYTHON), "-I", str(script), *args]
+
+
+def run_peer_script(script: Path, *args: str) -> dict[str, Any]:
+    """Run one command of a peer script to its end; return the last JSON line it printed."""
+    done = subprocess.run(
+        peer_command(*args, script=script), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
 
 
 @pytest.fixture
 def run_peer() -> Callable[..., dict[str, Any]]:
-    """``run_peer("edge-new", "--secrets", path, ...)``: run one peer command, return its JSON."""
+    """``run_peer("edge-new", "--secrets", path, ...)``: run one ``reddit_peer.py`` command,
+    return its JSON."""
 
     def run(*args: str) -> dict[str, Any]:
-        done = subprocess.run(peer_command(*args), capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-        return result
+        return run_peer_script(PEER_SCRIPT, *args)
 
     return run
 
 
-class PeerServer:
-    """Reddit's baseplate serving ``BaseplateService`` on loopback; each call's view of the
-    trace is read back with :meth:`next_call`."""
+class PeerProcess:
+    """A long-running peer script; what it prints, one JSON line at a time, is read back
+    with :meth:`next_line`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, script: Path = PEER_SCRIPT) -> None:
         self.process = subprocess.Popen(
-            peer_command("thrift-server"),
+            peer_command(*args, script=script),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -56,29 +64,38 @@ class PeerServer:
         self._lines: queue.Queue[str] = queue.Queue()
         assert self.process.stdout is not None
         threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
-        self.port: int = self._next()["port"]
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
             self._lines.put(line)
 
-    def _next(self) -> dict[str, Any]:
+    def next_line(self) -> dict[str, Any]:
+        """The next JSON line the peer printed (fails with its stderr if none comes)."""
         try:
             line = self._lines.get(timeout=30)
         except queue.Empty:
             self.process.kill()
             _, stderr = self.process.communicate()
-            raise AssertionError(f"the peer server said nothing; stderr:\n{stderr}") from None
+            raise AssertionError(f"the peer said nothing; stderr:\n{stderr}") from None
         value: dict[str, Any] = json.loads(line)
         return value
-
-    def next_call(self) -> dict[str, Any]:
-        """What the peer's handler saw on the next call: span ids, headers, Edge-Request."""
-        return self._next()
 
     def stop(self) -> None:
         self.process.kill()
         self.process.communicate()
+
+
+class PeerServer(PeerProcess):
+    """Reddit's baseplate serving ``BaseplateService`` on loopback; each call's view of the
+    trace is read back with :meth:`next_call`."""
+
+    def __init__(self) -> None:
+        super().__init__("thrift-server")
+        self.port: int = self.next_line()["port"]
+
+    def next_call(self) -> dict[str, Any]:
+        """What the peer's handler saw on the next call: span ids, headers, Edge-Request."""
+        return self.next_line()
 
 
 @pytest.fixture

@@ -155,13 +155,14 @@ def edge_new(args: argparse.Namespace) -> None:
     emit({"header": base64.b64encode(context._header).decode()})
 
 
-def edge_read(args: argparse.Namespace) -> None:
-    """Read an Edge-Request header (base64) with reddit's factory; print what it holds."""
-    from baseplate.core import EdgeRequestContextFactory, NoAuthenticationError
-    from baseplate.secrets import SecretsStore
+# The questions asked of both sides: the tests import these and ask our modules the same.
 
-    factory = EdgeRequestContextFactory(SecretsStore(args.secrets))
-    context = factory.from_upstream(base64.b64decode(args.header))
+
+def describe_edge_context(context: Any) -> dict[str, Any]:
+    """What an edge request context holds, as plain data (``authenticated: False`` when its
+    token does not validate)."""
+    from baseplate.core import NoAuthenticationError
+
     seen: dict[str, Any] = {
         "loid": context.user.loid,
         "cookie_created_ms": context.user.cookie_created_ms,
@@ -176,15 +177,11 @@ def edge_read(args: argparse.Namespace) -> None:
         )
     except NoAuthenticationError:
         seen["authenticated"] = False
-    emit(seen)
+    return seen
 
 
-def metrics(args: argparse.Namespace) -> None:
-    """Send a fixed set of metrics with reddit's client to ``args.port`` (UDP)."""
-    from baseplate.config import Endpoint
-    from baseplate.metrics import make_client
-
-    client = make_client("peer", Endpoint(f"127.0.0.1:{args.port}"))
+def send_metrics(client: Any) -> None:
+    """A fixed set of metrics calls on a metrics client: five single ones, then a batch."""
     client.counter("plain").increment()
     client.counter("sampled").increment(3, sample_rate=0.5)
     client.timer("one.timer").send(1.5)
@@ -197,21 +194,11 @@ def metrics(args: argparse.Namespace) -> None:
         batch.timer("batch.timer").send(0.25)
         batch.gauge("batch_level").replace(7)
         batch.histogram("batch_sizes").add_sample(9)
-    emit({"sent": True})
 
 
-def request_metrics(args: argparse.Namespace) -> None:
-    """Handle one request with reddit's metrics observer, sending to ``args.port`` (UDP)."""
-    from baseplate.config import Endpoint
-    from baseplate.core import Baseplate
-    from baseplate.metrics import make_client
-
-    class Context:
-        pass
-
-    baseplate = Baseplate()
-    baseplate.configure_metrics(make_client("peer", Endpoint(f"127.0.0.1:{args.port}")))
-    context = Context()
+def handle_request(baseplate: Any, context: Any) -> None:
+    """One request: a server span with two client spans (one failing), a local span, and
+    an application metric in the request's batch."""
     with baseplate.make_server_span(context, "endpoint") as server_span:
         with server_span.make_child("redis.GET"):
             pass
@@ -223,6 +210,38 @@ def request_metrics(args: argparse.Namespace) -> None:
         with server_span.make_child("render", local=True, component_name="templates"):
             pass
         context.metrics.counter("app.custom").increment()
+
+
+def edge_read(args: argparse.Namespace) -> None:
+    """Read an Edge-Request header (base64) with reddit's factory; print what it holds."""
+    from baseplate.core import EdgeRequestContextFactory
+    from baseplate.secrets import SecretsStore
+
+    factory = EdgeRequestContextFactory(SecretsStore(args.secrets))
+    emit(describe_edge_context(factory.from_upstream(base64.b64decode(args.header))))
+
+
+def metrics(args: argparse.Namespace) -> None:
+    """Send :func:`send_metrics` with reddit's client to ``args.port`` (UDP)."""
+    from baseplate.config import Endpoint
+    from baseplate.metrics import make_client
+
+    send_metrics(make_client("peer", Endpoint(f"127.0.0.1:{args.port}")))
+    emit({"sent": True})
+
+
+def request_metrics(args: argparse.Namespace) -> None:
+    """Handle :func:`handle_request` with reddit's metrics observer, sending to ``args.port``."""
+    from baseplate.config import Endpoint
+    from baseplate.core import Baseplate
+    from baseplate.metrics import make_client
+
+    class Context:
+        pass
+
+    baseplate = Baseplate()
+    baseplate.configure_metrics(make_client("peer", Endpoint(f"127.0.0.1:{args.port}")))
+    handle_request(baseplate, Context())
     emit({"sent": True})
 
 

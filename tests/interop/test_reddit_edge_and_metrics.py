@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace import TracerProvider
 
-from baseplate.core import Baseplate, NoAuthenticationError, RequestContext
+from baseplate.core import Baseplate, RequestContext
 from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET, EdgeRequestContextFactory
 from baseplate.metrics import make_client
 from baseplate.secrets import SecretsStore
 from tests.statsd_helpers import UDPReceiver
+
+from .reddit_peer import describe_edge_context, handle_request, send_metrics
 
 # Reddit's later releases write four more, empty, structs (device, origin service,
 # geolocation, request id: fields 4 to 7) before the final stop byte.
@@ -79,22 +81,7 @@ def factory(secrets_file: Path) -> EdgeRequestContextFactory:
 
 def our_view(factory: EdgeRequestContextFactory, header: bytes) -> dict[str, Any]:
     """What our factory reads from ``header``, in the shape ``edge-read`` prints."""
-    context = factory.from_upstream(header)
-    seen: dict[str, Any] = {
-        "loid": context.user.loid,
-        "cookie_created_ms": context.user.cookie_created_ms,
-        "session_id": context.session.id,
-    }
-    try:
-        seen.update(
-            user_id=context.user.id,
-            roles=sorted(context.user.roles),
-            oauth_client_id=context.oauth_client.id,
-            event_fields=context.event_fields(),
-        )
-    except NoAuthenticationError:
-        seen["authenticated"] = False
-    return seen
+    return describe_edge_context(factory.from_upstream(header))
 
 
 CLAIMS = {
@@ -199,20 +186,7 @@ def test_metrics_lines_match_reddit_s(
     run_peer("metrics", "--port", str(receiver.port))
     theirs = receiver.receive_all()
 
-    # the same calls as the peer's ``metrics`` command, with our client
-    client = make_client("peer", receiver.endpoint)
-    client.counter("plain").increment()
-    client.counter("sampled").increment(3, sample_rate=0.5)
-    client.timer("one.timer").send(1.5)
-    client.gauge("level").replace(4)
-    client.histogram("sizes").add_sample(320)
-    with client.batch() as batch:
-        batch.counter("batched").increment()
-        batch.counter("batched").increment(2)
-        batch.counter("down").decrement()
-        batch.timer("batch.timer").send(0.25)
-        batch.gauge("batch_level").replace(7)
-        batch.histogram("batch_sizes").add_sample(9)
+    send_metrics(make_client("peer", receiver.endpoint))  # the same calls, our client
     ours = receiver.receive_all()
 
     assert len(theirs) == len(ours) == 6  # five single metrics, then the batch
@@ -238,15 +212,7 @@ def test_request_metrics_match_reddit_s_observer(
     # the same request as the peer's ``request-metrics`` command, on our processor
     baseplate = Baseplate(tracer_provider=TracerProvider())
     baseplate.configure_metrics(make_client("peer", receiver.endpoint))
-    context = RequestContext()
-    with baseplate.make_server_span(context, "endpoint") as server_span:
-        with server_span.make_child("redis.GET"):
-            pass
-        with pytest.raises(ValueError), server_span.make_child("db.execute"):
-            raise ValueError("query failed")
-        with server_span.make_child("render", local=True, component_name="templates"):
-            pass
-        context.metrics.counter("app.custom").increment()
+    handle_request(baseplate, RequestContext())
     ours = receiver.receive_all()
 
     assert len(theirs) == len(ours) == 1  # the whole request in one datagram

@@ -25,14 +25,12 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import queue
-import subprocess
 import threading
 import urllib.request
 import wsgiref.simple_server
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import requests
@@ -51,7 +49,8 @@ from baseplate.integration.pyramid import BaseplateConfigurator
 from baseplate.secrets import SecretsStore
 from otel_bridge.propagation import http_propagator
 
-from .conftest import PEER_PYTHON
+from .conftest import PeerProcess
+from .reddit_peer import trace_of
 
 PEER_HTTP_SCRIPT = Path(__file__).with_name("reddit_peer_http.py")
 
@@ -60,17 +59,6 @@ TRACE, PARENT, SPAN = 2391921232992245445, 3383915029748331832, 7638783876913511
 HEADERS = [("X-Trace", str(TRACE)), ("X-Parent", str(PARENT)), ("X-Span", str(SPAN))]
 SAMPLED = [*HEADERS, ("X-Sampled", "1")]
 SHORT_TRACE = 1234567890123456
-
-
-def trace_of(span: Any) -> dict[str, Any]:
-    """A server span's view of the trace, in the peer's terms."""
-    return {
-        "trace_id": span.trace_id,
-        "parent_id": span.parent_id,
-        "span_id": span.id,
-        "sampled": span.sampled,
-        "flags": span.flags,
-    }
 
 
 def http_get(port: int, path: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
@@ -90,47 +78,23 @@ def http_get(port: int, path: str, headers: list[tuple[str, str]]) -> dict[str, 
     return result
 
 
-class RedditPyramidPeer:
+class RedditPyramidPeer(PeerProcess):
     """``reddit_peer_http.py`` serving on loopback; each request's view is read back."""
 
     def __init__(self, secrets_path: Path) -> None:
-        assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-        self.process = subprocess.Popen(
-            [str(PEER_PYTHON), "-I", str(PEER_HTTP_SCRIPT), "--secrets", str(secrets_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        assert self.process.stdout is not None
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        super().__init__("--secrets", str(secrets_path), script=PEER_HTTP_SCRIPT)
         self.port: int = self.next_seen()["port"]
         self.url = f"http://127.0.0.1:{self.port}/show"
 
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line)
-
     def next_seen(self) -> dict[str, Any]:
         """The next JSON line the peer printed."""
-        try:
-            line = self._lines.get(timeout=30)
-        except queue.Empty:
-            self.process.kill()
-            _, stderr = self.process.communicate()
-            raise AssertionError(f"the peer said nothing; stderr:\n{stderr}") from None
-        value: dict[str, Any] = json.loads(line)
-        return value
+        return self.next_line()
 
     def show(self, headers: list[tuple[str, str]]) -> dict[str, Any]:
         """Send ``headers`` to the peer; what its server span saw (as printed and answered)."""
         answered = http_get(self.port, "/show", headers)
         assert self.next_seen() == answered
         return answered
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.communicate()
 
 
 class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):

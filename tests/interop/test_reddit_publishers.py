@@ -59,7 +59,7 @@ from baseplate.thrift.gen.baseplate.ttypes import Loid, Request, Session
 from otel_bridge import propagation
 from otel_bridge.provider import default_sampler
 
-from .conftest import PEER_PYTHON
+from .conftest import PEER_PYTHON, run_peer_script
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_sidecars.py")
@@ -230,16 +230,7 @@ def fresh_queues(*paths: str) -> Iterator[None]:
 
 def run_peer(*args: str) -> dict[str, Any]:
     """Run one ``reddit_peer_sidecars.py`` command with reddit's baseplate; return its JSON."""
-    assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-    done = subprocess.run(
-        [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    return run_peer_script(PEER_SCRIPT, *args)
 
 
 class Daemon:

@@ -8,10 +8,8 @@ The peer is reddit's baseplate (``reddit_peer.py``) in its own process: its Thri
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import socket
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +25,7 @@ from baseplate.thrift import BaseplateService
 from baseplate.thrift_pool import ThriftConnectionPool
 from tests.edge_context.conftest import LoopbackThriftServer
 
-from .conftest import PeerServer, peer_command
+from .conftest import PEER_SCRIPT, PeerServer, run_peer_script
 
 # Request{loid: Loid{id: "t2_abc", created_ms: 7}}, TBinaryProtocol
 EDGE_REQUEST = (
@@ -126,15 +124,8 @@ def our_server(baseplate: Baseplate) -> Iterator[tuple[int, Recorder]]:
 
 
 def run_peer_client(port: int, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        peer_command("thrift-client", "--port", str(port), *args),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    """Reddit's client calls ``is_healthy`` on ``port`` inside a server span of its own."""
+    return run_peer_script(PEER_SCRIPT, "thrift-client", "--port", str(port), *args)
 
 
 def test_a_reddit_client_call_continues_the_trace_here(
