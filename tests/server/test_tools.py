@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -15,14 +16,18 @@ from .test_serve_wsgi import pyramid_ini
 
 
 def run(
-    tool: str, *args: str, cwd: pathlib.Path, stdin: str | None = None
+    tool: str,
+    *args: str,
+    cwd: pathlib.Path,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*command(tool), *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=subprocess_env(),
+        env=env or subprocess_env(),
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         timeout=60,
@@ -93,7 +98,18 @@ def test_script_bad_function_is_one_line(tmp_path, entrypoint, expected):
 # -- baseplate-tshell ---------------------------------------------------------------------
 
 
-def test_tshell_exposes_app_context_and_setup_variables(tmp_path, statsd):
+def without_ipython(tmp_path: pathlib.Path) -> dict[str, str]:
+    """The tools' environment with ``import IPython`` failing, as where it is not installed."""
+    stub = tmp_path / "no-ipython"
+    (stub / "IPython").mkdir(parents=True)
+    (stub / "IPython" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(stub), env["PYTHONPATH"]])
+    return env
+
+
+@pytest.mark.parametrize("shell", ["ipython", "stdlib"])
+def test_tshell_exposes_app_context_and_setup_variables(tmp_path, statsd, shell):
     ini = thrift_ini(
         tmp_path, **{"metrics.namespace": "shell", "metrics.endpoint": statsd.endpoint}
     )
@@ -112,18 +128,22 @@ def test_tshell_exposes_app_context_and_setup_variables(tmp_path, statsd):
         ]
     )
 
-    result = run("baseplate-tshell", str(ini), cwd=tmp_path, stdin=commands + "\n")
+    env = without_ipython(tmp_path) if shell == "stdlib" else None
+    result = run("baseplate-tshell", str(ini), cwd=tmp_path, stdin=commands + "\n", env=env)
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    # IPython prints its banner to stdout, the standard library's console to stderr
+    banner = result.stdout if shell == "ipython" else result.stderr
+    assert ("IPython" in result.stdout) is (shell == "ipython")
     assert "APP ContextProcessor" in out
     assert "SPAN ServerSpan shell True" in out
     assert "METRICS True" in out  # the app's own Baseplate, with its context factories
     assert "ANSWER 42" in out
-    assert "Baseplate Interactive Shell" in result.stderr
-    assert "Available Objects:" in result.stderr
+    assert "Baseplate Interactive Shell" in banner
+    assert "Available Objects:" in banner
     for name in ("app", "context", "answer"):
-        assert f"    {name} " in result.stderr
+        assert f"    {name} " in banner
     trace_id = int(out.split("TRACE ")[1].split()[0])
     spans = read_json_lines(tmp_path / "spans.jsonl")  # exported before the shell exited
     assert {(s["name"], s["trace_id"]) for s in spans} == {
