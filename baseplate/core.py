@@ -115,7 +115,7 @@ class TraceInfo(NamedTuple):
     def from_upstream(
         cls,
         trace_id: int,
-        parent_id: int | None,
+        parent_id: int,
         span_id: int,
         sampled: bool | None,
         flags: int | None,
@@ -123,17 +123,18 @@ class TraceInfo(NamedTuple):
         """Build a TraceInfo from individual headers.
 
         :param trace_id: The id of the trace.
-        :param parent_id: The id of the parent span (None or 0 for a root span).
+        :param parent_id: The id of the parent span (0 for a root span; it is required, as
+            upstream headers always carry one).
         :param span_id: The id of this span within the tree.
         :param sampled: Whether the request is sampled (None: the caller did not decide).
         :param flags: Bit flags passed downstream (bit 1: debug, which forces sampling).
-        :raises ValueError: if any of the values are inappropriate (wrong type or out of
-            range: trace ids up to 128 bits, span and parent ids up to 64 bits, non-zero).
+        :raises ValueError: if any of the values are inappropriate (missing, wrong type or
+            out of range: trace ids up to 128 bits, span and parent ids up to 64 bits, trace
+            and span ids non-zero).
         """
         _check_id("trace_id", trace_id, _MAX_128)
         _check_id("span_id", span_id, _MAX_64)
-        if parent_id is not None:
-            _check_id("parent_id", parent_id, _MAX_64, allow_zero=True)
+        _check_id("parent_id", parent_id, _MAX_64, allow_zero=True)
         if sampled is not None and not isinstance(sampled, bool):
             raise ValueError(f"invalid sampled value {sampled!r}: expected a bool or None")
         if flags is not None:
@@ -278,7 +279,11 @@ class Span:
         return pending
 
     def finish(self, exc_info: ExcInfo | None = None) -> None:
-        """Record the end of the span (``exc_info`` if it ended because of an exception)."""
+        """Record the end of the span (``exc_info`` if it ended because of an exception).
+
+        Observers get ``on_finish`` once; a second ``finish`` does nothing. The span's
+        observers are then dropped, so tags and logs added after the end are ignored.
+        """
         if self._finished:
             return
         if self.otel_span is None:
@@ -286,6 +291,9 @@ class Span:
         self._finished = True
         for observer in self.observers:
             _notify(observer, "on_finish", exc_info)
+        # A finished span has nothing more to tell: later tags, logs and children reach no
+        # observer (and the ended OTel span is left alone).
+        self.observers.clear()
         span = self.otel_span
         assert span is not None
         deactivate(self._token)
@@ -319,8 +327,9 @@ class Span:
         Tags are key/value pairs that add context to the span, such as a hostname or a query
         string. The value should be a string, boolean or number; bytes are decoded as UTF-8
         and anything else is stored as its ``str()``. A None value reaches observers only.
+        Once the span is finished, tags are ignored.
         """
-        if value is not None:
+        if value is not None and not self._finished:
             normalized = _attribute_value(value)
             if self.otel_span is not None:
                 self.otel_span.set_attribute(key, normalized)
@@ -337,8 +346,10 @@ class Span:
         :param name: The name of the entry: a stable identifier that can apply to many spans.
         :param payload: Optional data, stored as the event attribute ``baseplate.payload``
             (its ``str()`` unless it is a string, boolean or number).
+
+        Once the span is finished, log entries are ignored.
         """
-        if self.otel_span is not None:
+        if self.otel_span is not None and not self._finished:
             attributes = None if payload is None else {ATTR_LOG_PAYLOAD: _attribute_value(payload)}
             self.otel_span.add_event(name, attributes)
         for observer in self.observers:
@@ -351,7 +362,9 @@ class Span:
         """Return a child span whose parent is this span.
 
         A local span (``local=True``, which needs a ``component_name``) times work done in
-        this process and gets a copy of the context object whose ``trace`` is the new span.
+        this process. Its context is a view of this span's context object in which ``trace``
+        is the new span (and each ``add_to_context`` object is one made for it); any other
+        attribute read or set on it is the request's own context object's.
         Otherwise the child represents an outbound call.
         """
         span_id = new_id()
@@ -359,7 +372,7 @@ class Span:
         if local:
             if component_name is None:
                 raise ValueError("local spans require a component_name")
-            context_copy = _copy_context(self.context)
+            local_context = None if self.context is None else LocalSpanContext(self.context)
             span = LocalSpan(
                 self.trace_id,
                 self.id,
@@ -367,13 +380,13 @@ class Span:
                 self.sampled,
                 self.flags,
                 name,
-                context_copy,
+                local_context,
                 component_name=component_name,
                 tracer=self._tracer,
                 parent=self,
             )
-            if context_copy is not None:
-                context_copy.trace = span
+            if local_context is not None:
+                local_context.shadow_context_attr("trace", span)
         else:
             span = Span(
                 self.trace_id,
@@ -397,13 +410,35 @@ class Span:
         )
 
 
-def _copy_context(context: Any) -> Any:
-    if context is None:
-        return None
-    clone = getattr(context, "clone", None)
-    if callable(clone):
-        return clone()
-    return copy.copy(context)
+class LocalSpanContext:
+    """The context object of a local span: a view of the enclosing span's context.
+
+    Attributes read from it, and attributes set on it, are those of the wrapped context
+    object (so what the application attaches during a local span stays on the request),
+    except the ones baseplate shadows for the local span with :meth:`shadow_context_attr`:
+    ``trace`` (the local span) and the objects of ``add_to_context`` factories made for it.
+    """
+
+    def __init__(self, context: Any) -> None:
+        object.__setattr__(self, "_context", context)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_context":  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self._context, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._context, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self.__dict__:
+            del self.__dict__[name]
+        else:
+            delattr(self._context, name)
+
+    def shadow_context_attr(self, name: str, value: Any) -> None:
+        """Set ``name`` on this view only, leaving the wrapped context object as it is."""
+        self.__dict__[name] = value
 
 
 class LocalSpan(Span):
@@ -509,7 +544,7 @@ class RequestContext:
     """A plain context object, for integrations whose framework has none of its own."""
 
     def clone(self) -> RequestContext:
-        """Return a shallow copy (used for local spans' contexts)."""
+        """Return a shallow copy of this context object."""
         return copy.copy(self)
 
 
@@ -523,6 +558,23 @@ class _ContextObserver(BaseplateObserver):
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
         value = self.context_factory.make_object_for_context(self.name, server_span)
         setattr(context, self.name, value)
+        server_span.register(_LocalContextObserver(self.name, self.context_factory))
+
+
+class _LocalContextObserver(SpanObserver):
+    """Gives each local span (at any depth) its own object from a context factory, made
+    for that span, so the clients it holds make children of the local span."""
+
+    def __init__(self, name: str, context_factory: ContextFactory):
+        self.name = name
+        self.context_factory = context_factory
+
+    def on_child_span_created(self, span: Span) -> None:
+        if isinstance(span, LocalSpan) and isinstance(span.context, LocalSpanContext):
+            # factories get local spans too (their objects' calls become the span's children)
+            value = self.context_factory.make_object_for_context(self.name, span)  # type: ignore[arg-type]
+            span.context.shadow_context_attr(self.name, value)
+            span.register(self)
 
 
 class Baseplate:
@@ -584,7 +636,8 @@ class Baseplate:
         """Add an attribute to each request's context object.
 
         On each request, the factory is asked to create an object to attach to the context
-        object under ``name`` (also used in span and metric names).
+        object under ``name`` (also used in span and metric names). Each local span's
+        context gets its own object too, made with the local span.
         """
         self._context_factories[name] = context_factory
         self.register(_ContextObserver(name, context_factory))
@@ -636,6 +689,7 @@ __all__ = [
     "Baseplate",
     "BaseplateObserver",
     "LocalSpan",
+    "LocalSpanContext",
     "RequestContext",
     "ServerSpan",
     "ServerSpanObserver",

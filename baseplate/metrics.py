@@ -70,6 +70,20 @@ def _full_name(namespace: bytes, name: str) -> bytes:
     return metric_name(namespace.decode("ascii"), name)
 
 
+class TimerStateError(RuntimeError, AssertionError):
+    """A :class:`Timer` used out of order: started twice, or stopped before it was started
+    or after it was stopped.
+
+    It is an :exc:`AssertionError` too, as baseplate's timers have always raised one.
+    """
+
+
+class NegativeGaugeError(ValueError, AssertionError):
+    """A :class:`Gauge` replaced with a negative value, which statsd would read as a
+    decrement. It is an :exc:`AssertionError` too, as baseplate's gauges have always raised.
+    """
+
+
 class BaseClient:
     """What :class:`Client` and :class:`Batch` have in common: making named metrics."""
 
@@ -188,17 +202,23 @@ class Timer:
         self.stopped = False
 
     def start(self) -> None:
-        """Record the current time as the start of the timer."""
+        """Record the current time as the start of the timer.
+
+        :raises TimerStateError: if the timer was started already.
+        """
         if self.start_time is not None:
-            raise RuntimeError(f"timer {self.name.decode()!r} already started")
+            raise TimerStateError(f"timer {self.name.decode()!r} already started")
         self.start_time = time.time()
 
     def stop(self) -> None:
-        """Stop the timer and record the total elapsed time."""
+        """Stop the timer and record the total elapsed time.
+
+        :raises TimerStateError: if the timer was not started, or was stopped already.
+        """
         if self.start_time is None:
-            raise RuntimeError(f"timer {self.name.decode()!r} not started")
+            raise TimerStateError(f"timer {self.name.decode()!r} not started")
         if self.stopped:
-            raise RuntimeError(f"timer {self.name.decode()!r} already stopped")
+            raise TimerStateError(f"timer {self.name.decode()!r} already stopped")
         elapsed = time.time() - self.start_time
         self.stopped = True
         self.send(elapsed)
@@ -291,11 +311,18 @@ class Gauge:
         value.
 
         .. note:: Due to the way the protocol works, it is not possible to replace gauge
-            values with negative numbers: they raise :exc:`ValueError`.
+            values with negative numbers: they raise :exc:`NegativeGaugeError` (a
+            :exc:`ValueError` and an :exc:`AssertionError`).
 
         :param float new_value: The new value to store in the gauge.
         """
-        self.transport.send(gauge_line(self.name, new_value))
+        try:
+            line = gauge_line(self.name, new_value)
+        except ValueError as exc:
+            if isinstance(new_value, (int, float)) and new_value < 0:
+                raise NegativeGaugeError(str(exc)) from None
+            raise
+        self.transport.send(line)
 
 
 class Histogram:
@@ -407,7 +434,9 @@ __all__ = [
     "Counter",
     "Gauge",
     "Histogram",
+    "NegativeGaugeError",
     "Timer",
+    "TimerStateError",
     "make_client",
     "metrics_client_from_config",
 ]

@@ -381,9 +381,11 @@ def test_trace_info_validation(kwargs: dict[str, Any]) -> None:
 
 
 def test_trace_info_accepts_valid_values() -> None:
-    info = TraceInfo.from_upstream(2**127, None, 2**64 - 1, None, 0)
-    assert info.trace_id == 2**127 and info.parent_id is None
+    info = TraceInfo.from_upstream(2**127, 0, 2**64 - 1, None, 0)
+    assert info.trace_id == 2**127 and info.parent_id == 0
     assert TraceInfo.new().parent_id is None
+    with pytest.raises(ValueError):  # upstream headers always carry a parent id
+        TraceInfo.from_upstream(1, None, 2, None, None)
 
 
 def test_span_repr_names_ids(baseplate: Baseplate) -> None:
