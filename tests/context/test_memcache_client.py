@@ -170,7 +170,8 @@ def test_single_key_calls_are_spans_tagged_with_key(
         assert span.parent is not None and span.parent.span_id == server_span.id
         assert attributes(span)["key"] == key, method
     first_set = finished(exporter, "memcache.set")[0]
-    assert attributes(first_set) == {"key": key, "expire": 60, "noreply": False}
+    assert attributes(first_set) == {"method": "set", "key": key, "expire": 60, "noreply": False}
+    assert attributes(only(exporter, "memcache.touch"))["expire"] == 120
     assert attributes(only(exporter, "memcache.incr"))["key"] == prefix + "n"
     assert attributes(only(exporter, "memcache.decr"))["key"] == prefix + "n"
     assert attributes(only(exporter, "memcache.delete"))["key"] == key

@@ -2,7 +2,9 @@
 
 Every call through :class:`MonitoredMemcacheConnection` is a client span named
 ``<context attribute>.<method>`` (e.g. ``memcache.get``, metric ``clients.memcache.get``)
-tagged with the key (``key``) or the keys and their count (``keys``, ``key_count``). Errors
+tagged as baseplate's monitored client tagged it: ``method``, the key (``key``) or the keys
+and their count (``keys``, cut at 100 characters, and ``key_count``), and the call's
+``expire``, ``noreply``, ``cas`` or ``delay`` (their defaults when not given). Errors
 are recorded on the span and reach the caller unchanged; the pool drops a connection that
 failed and opens a new one on the next call.
 """
@@ -20,7 +22,7 @@ from baseplate.context._clients import parse_prefixed
 from baseplate.core import Span
 
 #: Longest ``keys`` tag written for multi-key calls (the count is always exact).
-_MAX_KEYS_TAG = 1000
+_MAX_KEYS_TAG = 100
 
 
 def pool_from_config(
@@ -95,9 +97,7 @@ class MemcacheContextFactory(ContextFactory):
     def __init__(self, pooled_client: PooledClient):
         self.pooled_client = pooled_client
 
-    def make_object_for_context(
-        self, name: str, server_span: Span
-    ) -> MonitoredMemcacheConnection:
+    def make_object_for_context(self, name: str, server_span: Span) -> MonitoredMemcacheConnection:
         """Return a :class:`MonitoredMemcacheConnection` for this request."""
         return MonitoredMemcacheConnection(name, server_span, self.pooled_client)
 
@@ -108,36 +108,65 @@ def _key_text(key: Any) -> str:
     return str(key)
 
 
-def _tag_one_key(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    key = args[0] if args else kwargs.get("key")
-    if key is not None:
-        span.set_tag("key", _key_text(key))
+def _keys_tag(keys: Any) -> str:
+    text = ",".join(_key_text(key) for key in keys)  # a mapping (set_many) gives its keys
+    return text if len(text) <= _MAX_KEYS_TAG else text[:_MAX_KEYS_TAG] + "..."
 
 
-def _tag_many_keys(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    keys = args[0] if args else kwargs.get("keys", kwargs.get("values"))
-    if keys is None:
-        return
-    names = [_key_text(key) for key in keys]  # a mapping (set_many) gives its keys
-    span.set_tag("key_count", len(names))
-    text = ",".join(names)
-    span.set_tag("keys", text if len(text) <= _MAX_KEYS_TAG else text[:_MAX_KEYS_TAG] + "...")
+_STORE = (("key", "value", "expire", "noreply"), {"expire": 0, "noreply": None})
+_STORE_MANY = (("values", "expire", "noreply"), {"expire": 0, "noreply": None})
+
+#: Per method: the names of its leading positional parameters, and the options tagged on its
+#: span with the value tagged when the caller leaves them out (the defaults of baseplate's
+#: monitored client).
+_SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "set": _STORE,
+    "add": _STORE,
+    "replace": _STORE,
+    "append": _STORE,
+    "prepend": _STORE,
+    "set_many": _STORE_MANY,
+    "set_multi": _STORE_MANY,
+    "cas": (
+        ("key", "value", "cas", "expire", "noreply"),
+        {"cas": None, "expire": 0, "noreply": None},
+    ),
+    "get": (("key",), {}),
+    "gets": (("key",), {}),
+    "get_many": (("keys",), {}),
+    "get_multi": (("keys",), {}),
+    "gets_many": (("keys",), {}),
+    "delete": (("key", "noreply"), {"noreply": None}),
+    "delete_many": (("keys", "noreply"), {"noreply": None}),
+    "delete_multi": (("keys", "noreply"), {"noreply": None}),
+    "incr": (("key", "value", "noreply"), {"noreply": False}),
+    "decr": (("key", "value", "noreply"), {"noreply": False}),
+    "touch": (("key", "expire", "noreply"), {"expire": 0, "noreply": None}),
+    "flush_all": (("delay", "noreply"), {"delay": 0, "noreply": None}),
+}
 
 
-def _tag_nothing(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    pass
+def _tag_call(span: Span, method_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Tag a call's span: ``method``, then its key (``key``) or keys (``key_count`` and
+    ``keys``, cut at 100 characters) and options such as ``expire`` and ``noreply``."""
+    span.set_tag("method", method_name)
+    names, options = _SIGNATURES.get(method_name, ((), {}))
+    bound = dict(zip(names, args, strict=False))  # extra positionals are untagged
+    bound.update(kwargs)
+    if "key" in bound:
+        span.set_tag("key", bound["key"])
+    keys = bound.get("keys", bound.get("values"))
+    if keys is not None and hasattr(keys, "__len__"):  # (a generator is left unread)
+        span.set_tag("key_count", len(keys))
+        span.set_tag("keys", _keys_tag(keys))
+    for option, default in options.items():
+        span.set_tag(option, bound.get(option, default))
 
 
-_Tagger = Callable[[Span, "tuple[Any, ...]", "dict[str, Any]"], None]
-
-
-def _monitored(method_name: str, tagger: _Tagger) -> Callable[..., Any]:
+def _monitored(method_name: str) -> Callable[..., Any]:
     def call(self: MonitoredMemcacheConnection, *args: Any, **kwargs: Any) -> Any:
         with self.server_span.make_child(f"{self.context_name}.{method_name}") as span:
-            tagger(span, args, kwargs)
-            for option in ("expire", "noreply"):
-                if option in kwargs and kwargs[option] is not None:
-                    span.set_tag(option, kwargs[option])
+            _tag_call(span, method_name, args, kwargs)
             return getattr(self.pooled_client, method_name)(*args, **kwargs)
 
     call.__name__ = method_name
@@ -172,33 +201,33 @@ class MonitoredMemcacheConnection(PooledClient):
         """Check a key and add the key prefix (local: no span)."""
         return self.pooled_client.check_key(key)
 
-    close = _monitored("close", _tag_nothing)
-    disconnect_all = _monitored("disconnect_all", _tag_nothing)
-    set = _monitored("set", _tag_one_key)
-    set_many = _monitored("set_many", _tag_many_keys)
-    set_multi = _monitored("set_multi", _tag_many_keys)
-    replace = _monitored("replace", _tag_one_key)
-    append = _monitored("append", _tag_one_key)
-    prepend = _monitored("prepend", _tag_one_key)
-    cas = _monitored("cas", _tag_one_key)
-    get = _monitored("get", _tag_one_key)
-    get_many = _monitored("get_many", _tag_many_keys)
-    get_multi = _monitored("get_multi", _tag_many_keys)
-    gets = _monitored("gets", _tag_one_key)
-    gets_many = _monitored("gets_many", _tag_many_keys)
-    delete = _monitored("delete", _tag_one_key)
-    delete_many = _monitored("delete_many", _tag_many_keys)
-    delete_multi = _monitored("delete_multi", _tag_many_keys)
-    add = _monitored("add", _tag_one_key)
-    incr = _monitored("incr", _tag_one_key)
-    decr = _monitored("decr", _tag_one_key)
-    touch = _monitored("touch", _tag_one_key)
-    stats = _monitored("stats", _tag_nothing)
-    version = _monitored("version", _tag_nothing)
-    flush_all = _monitored("flush_all", _tag_nothing)
-    quit = _monitored("quit", _tag_nothing)
-    shutdown = _monitored("shutdown", _tag_nothing)
-    raw_command = _monitored("raw_command", _tag_nothing)
+    close = _monitored("close")
+    disconnect_all = _monitored("disconnect_all")
+    set = _monitored("set")
+    set_many = _monitored("set_many")
+    set_multi = _monitored("set_multi")
+    replace = _monitored("replace")
+    append = _monitored("append")
+    prepend = _monitored("prepend")
+    cas = _monitored("cas")
+    get = _monitored("get")
+    get_many = _monitored("get_many")
+    get_multi = _monitored("get_multi")
+    gets = _monitored("gets")
+    gets_many = _monitored("gets_many")
+    delete = _monitored("delete")
+    delete_many = _monitored("delete_many")
+    delete_multi = _monitored("delete_multi")
+    add = _monitored("add")
+    incr = _monitored("incr")
+    decr = _monitored("decr")
+    touch = _monitored("touch")
+    stats = _monitored("stats")
+    version = _monitored("version")
+    flush_all = _monitored("flush_all")
+    quit = _monitored("quit")
+    shutdown = _monitored("shutdown")
+    raw_command = _monitored("raw_command")
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.set(key, value, noreply=True)

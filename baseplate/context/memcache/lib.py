@@ -20,7 +20,9 @@ New services should use :func:`make_dump_and_compress_fn` with :func:`decompress
 Services sharing caches with r2 or other pylibmc users should use
 :func:`make_pickle_and_compress_fn` with :func:`decompress_and_unpickle`.
 
-Text is stored as UTF-8 and, like any flag-0 value, comes back as ``bytes``.
+Text is stored as UTF-8 and, like any flag-0 value, comes back as ``bytes``. Booleans are
+integers to both serializers, as they were to baseplate's: ``True`` is stored as ``1`` with
+:data:`FLAG_INTEGER` and reads back as ``1``.
 """
 
 from __future__ import annotations
@@ -66,13 +68,23 @@ class PickleFlags:
     BOOL = FLAG_BOOL
 
 
+class CompressionSettingError(ValueError, AssertionError):
+    """An invalid ``min_compress_length`` or ``compress_level``.
+
+    A :exc:`ValueError`; also an :exc:`AssertionError`, which is what baseplate's earlier
+    releases raised for these (their checks were ``assert`` statements).
+    """
+
+
 def _check_compression(min_compress_length: int, compress_level: int) -> None:
     if not isinstance(min_compress_length, int) or min_compress_length < 0:
-        raise ValueError(
+        raise CompressionSettingError(
             f"min_compress_length must be a non-negative integer, got {min_compress_length!r}"
         )
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
-        raise ValueError(f"compress_level must be an integer 0-9, got {compress_level!r}")
+        raise CompressionSettingError(
+            f"compress_level must be an integer 0-9, got {compress_level!r}"
+        )
 
 
 def _as_bytes(serialized: str | bytes) -> bytes:
@@ -120,9 +132,7 @@ def decompress_and_load(key: Any, serialized: bytes, flags: int) -> Any:
     return serialized
 
 
-def make_dump_and_compress_fn(
-    min_compress_length: int = 0, compress_level: int = 1
-) -> Serializer:
+def make_dump_and_compress_fn(min_compress_length: int = 0, compress_level: int = 1) -> Serializer:
     """Make a serializer.
 
     This should be paired with :func:`decompress_and_load`.
@@ -135,6 +145,8 @@ def make_dump_and_compress_fn(
     :param compress_level: zlib compression level. 0 disables compression and 9 is the
         maximum value.
     :returns: The serializer.
+    :raises CompressionSettingError: (a :exc:`ValueError` and :exc:`AssertionError`) for
+        settings out of range.
     """
     _check_compression(min_compress_length, compress_level)
 
@@ -142,7 +154,7 @@ def make_dump_and_compress_fn(
         """Serialize ``value`` for memcached; returns ``(bytes, flags)``."""
         if isinstance(value, (str, bytes)):
             serialized, flags = _as_bytes(value), FLAG_STRING
-        elif isinstance(value, int) and not isinstance(value, bool):
+        elif isinstance(value, int):  # bool included: True is stored as 1
             serialized, flags = b"%d" % value, FLAG_INTEGER
         else:
             serialized, flags = json.dumps(value).encode("utf-8"), FLAG_JSON
@@ -199,6 +211,8 @@ def make_pickle_and_compress_fn(
     :param compress_level: zlib compression level. 0 disables compression and 9 is the
         maximum value.
     :returns: the serializer.
+    :raises CompressionSettingError: (a :exc:`ValueError` and :exc:`AssertionError`) for
+        settings out of range.
     """
     _check_compression(min_compress_length, compress_level)
 
@@ -206,10 +220,9 @@ def make_pickle_and_compress_fn(
         """Serialize ``value`` for memcached; returns ``(bytes, flags)``."""
         if isinstance(value, (str, bytes)):
             serialized, flags = _as_bytes(value), FLAG_STRING
-        elif isinstance(value, int) and not isinstance(value, bool):
+        elif isinstance(value, int):  # bool included: True is stored as 1
             serialized, flags = b"%d" % value, FLAG_INTEGER
         else:
-            # booleans are pickled too, so every reader (pylibmc or not) gets a bool back
             serialized, flags = pickle.dumps(value, protocol=2), FLAG_PICKLE
         return _maybe_compress(serialized, flags, min_compress_length, compress_level)
 
@@ -217,6 +230,7 @@ def make_pickle_and_compress_fn(
 
 
 __all__ = [
+    "CompressionSettingError",
     "FLAG_BOOL",
     "FLAG_INTEGER",
     "FLAG_JSON",
