@@ -94,8 +94,6 @@ def _interact(env: dict[str, Any], banner: str) -> None:
         from IPython import start_ipython
         from traitlets.config import Config
     except ImportError:
-        start_ipython = None
-    if start_ipython is None:
         code.interact(banner=banner, local=env, exitmsg="")
         return
     ipython_config = Config()
