@@ -76,9 +76,7 @@ def Integer(text: str, base: int = 10) -> int: ...
 def Integer(text: None = None, base: int = 10) -> Callable[[str], int]: ...
 
 
-def Integer(
-    text: str | None = None, base: int = 10
-) -> Union[int, Callable[[str], int]]:
+def Integer(text: str | None = None, base: int = 10) -> Union[int, Callable[[str], int]]:
     """An integer.
 
     To prevent mistakes, this will raise an error if the user attempts to configure a
@@ -149,6 +147,9 @@ def Endpoint(text: str) -> EndpointConfiguration:
     If the endpoint contains a slash (``/``), it will be interpreted as a path to a
     UNIX domain socket. The ``family`` will be :data:`socket.AF_UNIX` and
     ``address`` will be the path as a string.
+
+    The host may be empty (``":9090"``): to :mod:`socket` that means every local
+    interface, which is what a server binding to such an endpoint listens on.
     """
     if not text:
         raise ValueError("no endpoint specified")
@@ -158,8 +159,6 @@ def Endpoint(text: str) -> EndpointConfiguration:
     host, sep, port_text = text.rpartition(":")
     if not sep:
         raise ValueError(f"no port specified in endpoint {text!r}")
-    if not host:
-        raise ValueError(f"no host specified in endpoint {text!r}")
     try:
         port = int(port_text)
     except ValueError:

@@ -231,15 +231,18 @@ def test_endpoint_inet() -> None:
     assert isinstance(endpoint, config.EndpointConfiguration)
 
 
+def test_endpoint_empty_host_means_every_interface() -> None:
+    endpoint = config.Endpoint(":9090")
+    assert endpoint == (socket.AF_INET, ("", 9090))
+
+
 def test_endpoint_unix() -> None:
     endpoint = config.Endpoint("/var/run/foo.sock")
     assert endpoint.family == socket.AF_UNIX
     assert endpoint.address == "/var/run/foo.sock"
 
 
-@pytest.mark.parametrize(
-    "text", ["", "localhost", "localhost:", "localhost:http", ":80", "h:70000"]
-)
+@pytest.mark.parametrize("text", ["", "localhost", "localhost:", "localhost:http", ":", "h:70000"])
 def test_endpoint_invalid(text: str) -> None:
     with pytest.raises(ValueError):
         config.Endpoint(text)

@@ -76,6 +76,21 @@ class SecretsNotAvailableError(Exception):
         self.inner = inner
 
 
+class _SecretsFileTimedOutError(SecretsNotAvailableError, WatchedFileNotAvailableError):
+    """The secrets file did not become available within the store's ``timeout``.
+
+    A :exc:`SecretsNotAvailableError` (``inner`` is the file watcher's error) that is also
+    the :exc:`~baseplate.file_watcher.WatchedFileNotAvailableError` (``path``) that
+    earlier baseplate releases let through from ``SecretsStore(path, timeout=...)``.
+    """
+
+    def __init__(self, error: WatchedFileNotAvailableError) -> None:
+        # Neither base's __init__: each would pass its own arguments up the shared MRO.
+        Exception.__init__(self, f"could not load secrets: {error}")
+        self.inner = error
+        self.path = error.path
+
+
 class VersionedSecret(NamedTuple):
     """A versioned secret.
 
@@ -112,7 +127,8 @@ def decode_secret(path: str, encoding: Any, value: Any) -> bytes:
     """Decode one stored secret value to bytes.
 
     ``identity`` values are the UTF-8 bytes of the stored string; ``base64`` values are
-    decoded strictly (characters outside the alphabet or bad padding are errors).
+    decoded strictly (characters outside the alphabet or bad padding are errors), except
+    that whitespace, such as the line breaks of wrapped base64 text, is ignored.
 
     :raises CorruptSecretError: The value is not a string, the encoding is unknown or the
         value does not decode; the message names ``path``.
@@ -124,7 +140,7 @@ def decode_secret(path: str, encoding: Any, value: Any) -> bytes:
         return value.encode("utf-8")
     if encoding == "base64":
         try:
-            return base64.b64decode(value, validate=True)
+            return base64.b64decode("".join(value.split()), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise CorruptSecretError(path, f"unable to decode base64: {exc}")
     raise CorruptSecretError(
@@ -155,7 +171,8 @@ class SecretsStore(ContextFactory):
     :param timeout: How long, in seconds, to block instantiation waiting for the secrets
         file to become available (defaults to not blocking).
     :raises SecretsNotAvailableError: ``timeout`` was given and the file could not be
-        loaded in that time.
+        loaded in that time (the error is also a
+        :exc:`~baseplate.file_watcher.WatchedFileNotAvailableError`, as in earlier releases).
     """
 
     def __init__(self, path: str, timeout: float | None = None) -> None:
@@ -163,7 +180,7 @@ class SecretsStore(ContextFactory):
         try:
             self._filewatcher = FileWatcher(path, _parse_secrets_file, timeout=timeout)
         except WatchedFileNotAvailableError as exc:
-            raise SecretsNotAvailableError(exc)
+            raise _SecretsFileTimedOutError(exc)
 
     def _get_data(self) -> dict[str, Any]:
         try:
