@@ -386,7 +386,7 @@ class Span:
                 parent=self,
             )
             if local_context is not None:
-                local_context.shadow_context_attr("trace", span)
+                local_context.set_local("trace", span)
         else:
             span = Span(
                 self.trace_id,
@@ -415,7 +415,7 @@ class LocalSpanContext:
 
     Attributes read from it, and attributes set on it, are those of the wrapped context
     object (so what the application attaches during a local span stays on the request),
-    except the ones baseplate shadows for the local span with :meth:`shadow_context_attr`:
+    except the ones baseplate shadows for the local span with :meth:`set_local`:
     ``trace`` (the local span) and the objects of ``add_to_context`` factories made for it.
     """
 
@@ -436,7 +436,7 @@ class LocalSpanContext:
         else:
             delattr(self._context, name)
 
-    def shadow_context_attr(self, name: str, value: Any) -> None:
+    def set_local(self, name: str, value: Any) -> None:
         """Set ``name`` on this view only, leaving the wrapped context object as it is."""
         self.__dict__[name] = value
 
@@ -573,7 +573,7 @@ class _LocalContextObserver(SpanObserver):
         if isinstance(span, LocalSpan) and isinstance(span.context, LocalSpanContext):
             # factories get local spans too (their objects' calls become the span's children)
             value = self.context_factory.make_object_for_context(self.name, span)  # type: ignore[arg-type]
-            span.context.shadow_context_attr(self.name, value)
+            span.context.set_local(self.name, value)
             span.register(self)
 
 

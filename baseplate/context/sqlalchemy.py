@@ -334,7 +334,7 @@ class SQLAlchemySessionContextFactory(SQLAlchemyEngineContextFactory):
     def make_object_for_context(self, name: str, server_span: Span) -> Session:
         """Return a new session for this request, closed when the request ends."""
         if not isinstance(server_span, ServerSpan):
-            # a local span's context is a copy of the request's: share the request's session
+            # a local span's context is a view of the request's: share the request's session
             existing = getattr(server_span.context, name, None)
             if isinstance(existing, Session):
                 return existing

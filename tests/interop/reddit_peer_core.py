@@ -58,6 +58,7 @@ class Recorder:
         self.events: list[list[Any]] = []
         self.symbols: dict[int, str] = {}
         self.labels: dict[int, str] = {}  # id(span) -> its label
+        self.spans: list[Any] = []  # the labelled spans, kept alive so no id(span) is reused
 
     def symbol(self, value: Any, hint: str) -> Any:
         if value is None:
@@ -81,6 +82,7 @@ class Recorder:
                 label = f"{span.name}#{suffix}"
                 suffix += 1
             self.labels[key] = label
+            self.spans.append(span)
         return self.labels[key]
 
     def describe(self, span: Any) -> dict[str, Any]:
