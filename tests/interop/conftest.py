@@ -11,11 +11,17 @@ import json
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_PYTHON = REPO_ROOT / ".services" / "reddit-baseplate" / "bin" / "python"
@@ -29,14 +35,18 @@ def peer_command(*args: str, script: Path = PEER_SCRIPT) -> list[str]:
     return [str(PEER_PYTHON), "-I", str(script), *args]
 
 
-def run_peer_script(script: Path, *args: str) -> dict[str, Any]:
-    """Run one command of a peer script to its end; return the last JSON line it printed."""
+def run_peer_script(script: Path, *args: str, request: Any = None) -> Any:
+    """Run one command of a peer script to its end, ``request`` (if any) as JSON on its
+    stdin; return the last JSON line it printed."""
     done = subprocess.run(
-        peer_command(*args, script=script), capture_output=True, text=True, timeout=60
+        peer_command(*args, script=script),
+        input="" if request is None else json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.fixture
@@ -45,7 +55,8 @@ def run_peer() -> Callable[..., dict[str, Any]]:
     return its JSON."""
 
     def run(*args: str) -> dict[str, Any]:
-        return run_peer_script(PEER_SCRIPT, *args)
+        result: dict[str, Any] = run_peer_script(PEER_SCRIPT, *args)
+        return result
 
     return run
 
@@ -103,3 +114,43 @@ def peer_server() -> Iterator[PeerServer]:
     server = PeerServer()
     yield server
     server.stop()
+
+
+class AuthService:
+    """Signs tokens as reddit's authentication service does (RS256), with rotating keys."""
+
+    def __init__(self) -> None:
+        self.keys = {
+            version: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            for version in ("current", "previous")
+        }
+
+    def public_pem(self, version: str) -> str:
+        return (
+            self.keys[version]
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def token(self, version: str = "current", expires_in: int = 3600, **claims: Any) -> str:
+        claims.setdefault("exp", int(time.time()) + expires_in)
+        return jwt.encode(claims, self.keys[version], algorithm="RS256")
+
+
+def write_auth_secrets(path: Path, auth: AuthService) -> Path:
+    """Write a secrets file holding ``auth``'s public keys (current and previous) as the
+    versioned secret baseplate validates tokens with; return its path."""
+    secret = {
+        "type": "versioned",
+        "current": auth.public_pem("current"),
+        "previous": auth.public_pem("previous"),
+    }
+    document = {
+        "secrets": {AUTHENTICATION_PUBLIC_KEY_SECRET: secret},
+        "vault": {"url": "http://127.0.0.1:8200/", "token": "t"},
+    }
+    path.write_text(json.dumps(document))
+    return path

@@ -38,7 +38,7 @@ from baseplate.secrets import fetcher as fetcher_module
 from baseplate.thrift import ttypes
 
 from . import reddit_peer_batteries as drivers
-from .conftest import PEER_PYTHON, REPO_ROOT
+from .conftest import REPO_ROOT, run_peer_script
 
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_batteries.py")
 BAO_URL = "http://127.0.0.1:8200"
@@ -47,15 +47,7 @@ DAY = 24 * 60 * 60
 
 def run_peer(*args: str, request: Any = None) -> Any:
     """Run one peer sub-command with reddit's baseplate; return its JSON answer."""
-    assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-    done = subprocess.run(
-        [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), *args],
-        input="" if request is None else json.dumps(request),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_peer_script(PEER_SCRIPT, *args, request=request)
 
 
 # --- secrets -------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from baseplate.context import sqlalchemy as sqlalchemy_ctx
 from baseplate.context.memcache import lib
 
 from . import reddit_peer_clients as drivers
-from .conftest import PEER_PYTHON
+from .conftest import run_peer_script
 
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_clients.py")
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -53,15 +52,7 @@ OURS = drivers.Side(
 
 def run_peer(command: str, request: Any) -> Any:
     """Run one peer sub-command with reddit's baseplate; return its JSON answer."""
-    assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-    done = subprocess.run(
-        [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), command],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_peer_script(PEER_SCRIPT, command, request=request)
 
 
 def run_ours(command: str, request: Any) -> Any:

@@ -12,9 +12,7 @@ reason in a comment.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,11 @@ import pytest
 import baseplate.context as context_module
 import baseplate.core as core
 import baseplate.metrics as metrics
-from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET
 from baseplate.secrets import SecretsStore
 from tests.statsd_helpers import UDPReceiver
 
 from . import reddit_peer_core as drivers
-from .conftest import peer_command
-from .test_reddit_edge_and_metrics import AuthService
+from .conftest import AuthService, run_peer_script, write_auth_secrets
 
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_core.py")
 
@@ -38,15 +34,7 @@ PEER_SCRIPT = Path(__file__).with_name("reddit_peer_core.py")
 def run_peer(command: str, request: Any) -> Any:
     """Run one peer sub-command with reddit's baseplate, the request on stdin; return its
     JSON answer."""
-    done = subprocess.run(
-        peer_command(command, script=PEER_SCRIPT),
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_peer_script(PEER_SCRIPT, command, request=request)
 
 
 # --- spans and observers -------------------------------------------------------------------
@@ -386,16 +374,7 @@ TYPES = [["third_party"], ["THIRD_PARTY"], ["first_party", "third_party"], ["fir
 def edge_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     auth = AuthService()
     path = tmp_path_factory.mktemp("edge") / "secrets.json"
-    secret = {
-        "type": "versioned",
-        "current": auth.public_pem("current"),
-        "previous": auth.public_pem("previous"),
-    }
-    document = {
-        "secrets": {AUTHENTICATION_PUBLIC_KEY_SECRET: secret},
-        "vault": {"url": "http://127.0.0.1:8200/", "token": "t"},
-    }
-    path.write_text(json.dumps(document))
+    write_auth_secrets(path, auth)
     cookies = {"loid_id": "t2_loid", "loid_created_ms": 1_500_000_000_000, "session_id": "s1"}
     user_claims = {
         "sub": "t2_user",

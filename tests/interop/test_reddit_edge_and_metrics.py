@@ -4,53 +4,25 @@ baseplate (``reddit_peer.py`` in its own virtualenv)."""
 from __future__ import annotations
 
 import base64
-import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace import TracerProvider
 
 from baseplate.core import Baseplate, RequestContext
-from baseplate.edge_context import AUTHENTICATION_PUBLIC_KEY_SECRET, EdgeRequestContextFactory
+from baseplate.edge_context import EdgeRequestContextFactory
 from baseplate.metrics import make_client
 from baseplate.secrets import SecretsStore
 from tests.statsd_helpers import UDPReceiver
 
+from .conftest import AuthService, write_auth_secrets
 from .reddit_peer import describe_edge_context, handle_request, send_metrics
 
 # Reddit's later releases write four more, empty, structs (device, origin service,
 # geolocation, request id: fields 4 to 7) before the final stop byte.
 LATER_EMPTY_FIELDS = b"\x0c\x00\x04\x00\x0c\x00\x05\x00\x0c\x00\x06\x00\x0c\x00\x07\x00"
-
-
-class AuthService:
-    """Signs tokens as reddit's authentication service does (RS256), with rotating keys."""
-
-    def __init__(self) -> None:
-        self.keys = {
-            version: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            for version in ("current", "previous")
-        }
-
-    def public_pem(self, version: str) -> str:
-        return (
-            self.keys[version]
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-
-    def token(self, version: str = "current", expires_in: int = 3600, **claims: Any) -> str:
-        claims.setdefault("exp", int(time.time()) + expires_in)
-        return jwt.encode(claims, self.keys[version], algorithm="RS256")
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +32,7 @@ def auth() -> AuthService:
 
 @pytest.fixture
 def secrets_file(tmp_path: Path, auth: AuthService) -> Path:
-    path = tmp_path / "secrets.json"
-    secret = {
-        "type": "versioned",
-        "current": auth.public_pem("current"),
-        "previous": auth.public_pem("previous"),
-    }
-    document = {
-        "secrets": {AUTHENTICATION_PUBLIC_KEY_SECRET: secret},
-        "vault": {"url": "http://127.0.0.1:8200/", "token": "t"},
-    }
-    path.write_text(json.dumps(document))
-    return path
+    return write_auth_secrets(tmp_path / "secrets.json", auth)
 
 
 @pytest.fixture

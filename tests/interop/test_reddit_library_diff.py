@@ -14,7 +14,6 @@ import grp
 import json
 import os
 import pwd
-import subprocess
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +28,7 @@ import baseplate.secrets
 import baseplate.service_discovery
 
 from . import reddit_peer_library as drivers
-from .conftest import PEER_PYTHON
+from .conftest import run_peer_script
 
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_library.py")
 
@@ -46,15 +45,7 @@ OURS = SimpleNamespace(
 
 def run_peer(area: str, request: Any) -> Any:
     """Run one driver with reddit's baseplate; return its JSON answer."""
-    assert PEER_PYTHON.exists(), f"{PEER_PYTHON} is missing: run scripts/setup.sh"
-    done = subprocess.run(
-        [str(PEER_PYTHON), "-I", str(PEER_SCRIPT), area],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_peer_script(PEER_SCRIPT, area, request=request)
 
 
 def both(area: str, request: Any) -> tuple[Any, Any]:
