@@ -478,8 +478,9 @@ DRIVERS: dict[str, Callable[[SimpleNamespace, Any], Any]] = {
 }
 
 
-def reddit_modules() -> SimpleNamespace:
-    """Reddit's baseplate modules (this script runs with the peer interpreter only)."""
+def library_modules() -> SimpleNamespace:
+    """The baseplate modules the drivers use: reddit's in the peer's interpreter, ours when
+    the tests import this file."""
     import baseplate.config
     import baseplate.file_watcher
     import baseplate.message_queue
@@ -502,7 +503,7 @@ def reddit_modules() -> SimpleNamespace:
 def main() -> None:
     (area,) = sys.argv[1:]
     request = json.load(sys.stdin)
-    answer = DRIVERS[area](reddit_modules(), request)
+    answer = DRIVERS[area](library_modules(), request)
     print(json.dumps(answer))
 
 

@@ -16,31 +16,14 @@ import os
 import pwd
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-import baseplate.config
-import baseplate.file_watcher
-import baseplate.message_queue
-import baseplate.random
-import baseplate.retry
-import baseplate.secrets
-import baseplate.service_discovery
 
 from . import reddit_peer_library as drivers
 from .conftest import run_peer_script
 
 PEER_SCRIPT = Path(__file__).with_name("reddit_peer_library.py")
 
-OURS = SimpleNamespace(
-    config=baseplate.config,
-    file_watcher=baseplate.file_watcher,
-    message_queue=baseplate.message_queue,
-    random=baseplate.random,
-    retry=baseplate.retry,
-    secrets=baseplate.secrets,
-    service_discovery=baseplate.service_discovery,
-)
+OURS = drivers.library_modules()
 
 
 def run_peer(area: str, request: Any) -> Any:
