@@ -88,8 +88,11 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
 
     :param module_name: ``__name__`` of the root module of the application (used for the
         release, read from its git checkout when there is one, and ``include_paths``).
+    :raises raven.exceptions.InvalidDsn: ``sentry.dsn`` is malformed or its scheme is not
+        one raven supports.
     """
     import raven
+    from raven.conf.remote import RemoteConfig
 
     cfg = config.parse_config(
         raw_config,
@@ -110,6 +113,10 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
         },
     )
     sentry = cfg.sentry
+    if sentry.dsn:
+        # the client is given its (bounded) transport, so raven would not check the DSN's
+        # scheme against its transports as it does for a client without one
+        RemoteConfig.from_string(sentry.dsn, transport_registry=raven.Client._registry)
     root_module = module_name.split(".")[0]
     return raven.Client(
         dsn=sentry.dsn or None,

@@ -115,9 +115,6 @@ class EventQueueFullError(EventError):
         super().__init__(f"The event queue{queue} is full.")
 
 
-_SECTION_NAMES = frozenset(kind.value for kind in FieldKind if kind.value is not None)
-
-
 def _check_serializable(key: str, value: Any) -> None:
     try:
         json.dumps(value, allow_nan=False)
@@ -132,8 +129,8 @@ def _timestamp_ms(timestamp: datetime.datetime) -> int:
     offset = timestamp.utcoffset()
     if offset is not None and offset.total_seconds() != 0:
         raise ValueError(f"event timestamps must be in UTC, got {timestamp.isoformat()}")
-    seconds = calendar.timegm(timestamp.timetuple())
-    return seconds * 1000 + timestamp.microsecond // 1000
+    # whole seconds, as baseplate has always sent them
+    return calendar.timegm(timestamp.timetuple()) * 1000
 
 
 class Event:
@@ -142,7 +139,8 @@ class Event:
     :param topic: The event topic (``event_topic`` on the wire).
     :param event_type: The event type (``event_type`` on the wire).
     :param timestamp: When the event happened, a :py:class:`datetime.datetime` in UTC
-        (naive values are taken to be UTC); now if not given.
+        (naive values are taken to be UTC), sent in whole seconds; now (to the
+        millisecond) if not given.
     :param id: A unique id for the event (``uuid`` on the wire); a new random UUID if not
         given.
     :raises ValueError: ``timestamp`` has a time zone other than UTC.
@@ -186,16 +184,14 @@ class Event:
 
         ``None`` and ``""`` are not sent (the collector treats a missing field the same
         way), so setting them leaves the event unchanged; ``0`` and ``False`` are sent.
+        The value is stored as given: one that cannot be serialized as JSON makes
+        :py:meth:`serialize` (and so :py:meth:`EventQueue.put`) raise :py:exc:`TypeError`.
 
         :param key: The name of the field.
-        :param value: The value to set the field to. Must be JSON serializable.
+        :param value: The value to set the field to. Should be JSON serializable.
         :param obfuscate: Deprecated; the same as ``kind=FieldKind.OBFUSCATED``.
         :param kind: The kind the field is. Used to determine what section of the payload
             the field belongs in when serialized.
-        :raises TypeError: ``value`` cannot be serialized as JSON; the message names the
-            field.
-        :raises ValueError: a NORMAL field is named like a payload section
-            (``obfuscated_data`` or ``interana_excluded``).
         """
         if value is None or (isinstance(value, str) and value == ""):
             return
@@ -209,12 +205,6 @@ class Event:
             )
             kind = FieldKind.OBFUSCATED
 
-        if kind is FieldKind.NORMAL and key in _SECTION_NAMES:
-            raise ValueError(
-                f"event field {key!r}: the name is reserved for a payload section; "
-                "give the field another name"
-            )
-        _check_serializable(key, value)
         self.payload[key] = value
         self.payload_types[key] = kind
 
@@ -223,13 +213,24 @@ class Event:
 
         Fields of kind OBFUSCATED go under ``payload.obfuscated_data`` and fields of kind
         HIGH_CARDINALITY under ``payload.interana_excluded``.
+
+        :raises TypeError: The event cannot be serialized: a field's value is not JSON
+            (the message names the field; NaN and infinities are not JSON either), or a
+            NORMAL field is named like the section its event also has fields of another
+            kind in.
         """
         payload: dict[str, Any] = {}
+        sections: set[str] = set()
         for key, value in self.payload.items():
             section_name = self.payload_types[key].value
             if section_name is None:
+                if key in sections:
+                    raise self._collision(key)
                 payload[key] = value
             else:
+                if section_name in payload and section_name not in sections:
+                    raise self._collision(section_name)
+                sections.add(section_name)
                 payload.setdefault(section_name, {})[key] = value
 
         document = {
@@ -239,7 +240,18 @@ class Event:
             "uuid": str(self.id),
             "payload": payload,
         }
-        return json.dumps(document, allow_nan=False).encode("utf-8")
+        try:
+            return json.dumps(document, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            for key, value in self.payload.items():
+                _check_serializable(key, value)
+            raise TypeError(f"the event cannot be serialized as JSON ({exc})") from None
+
+    def _collision(self, section_name: str) -> TypeError:
+        return TypeError(
+            f"event field {section_name!r} is named like the payload section that fields "
+            f"of kind {FieldKind(section_name).name} go in; give one of them another name"
+        )
 
 
 def serialize_v1_event(event: Event) -> Any:

@@ -224,6 +224,16 @@ def _zipkin_endpoint(text: str) -> str:
     return text.strip()
 
 
+def _legacy_zipkin_endpoint(text: str) -> str:
+    """``tracing.endpoint``: a ``host:port`` pair, as in baseplate 0.x (a bare host is
+    refused rather than sent to port 80), or a Zipkin URL."""
+    if "://" not in text:
+        endpoint = config.Endpoint(text.strip())
+        if not isinstance(endpoint.address, tuple):
+            raise ValueError(f"expected host:port or a URL, not {text!r}")
+    return _zipkin_endpoint(text)
+
+
 def _otlp_endpoint(text: str) -> str:
     from exporters.otlp import otlp_traces_url
 
@@ -274,7 +284,7 @@ def tracing_client_from_config(
         {
             "tracing": {
                 "service_name": config.String,
-                "endpoint": config.Optional(_zipkin_endpoint),
+                "endpoint": config.Optional(_legacy_zipkin_endpoint),
                 "queue_name": config.Optional(_queue_name),
                 "max_span_queue_size": config.Optional(_positive_int, DEFAULT_MAX_SPAN_QUEUE_SIZE),
                 "num_span_workers": config.Optional(_positive_int, DEFAULT_NUM_SPAN_WORKERS),
