@@ -17,8 +17,17 @@ when ``trust_trace_headers`` is true, the trace headers of the request (baseplat
 see :mod:`otel_bridge.propagation`) are continued; otherwise a new trace starts. Malformed
 headers only start a new trace; they never turn into an error response.
 
+The span starts once the route is known (Pyramid's ``ContextFound``), then
+:class:`ServerSpanInitialized` is fired and the request's tags (``http.url``,
+``http.method``, ``peer.ipv4``) are set. It ends, tagged with ``http.status_code``, as soon
+as the response is made: before response callbacks run and before a streamed body is sent.
 An exception raised by a view ends the span with that error even when an exception view
-renders the response.
+renders the response (HTTP exceptions below 500, such as redirects, are answers, not errors).
+
+When headers are trusted, the ``X-Edge-Request`` header (base64) becomes the request's edge
+context with an ``edge_context_factory`` (an empty one when the header is absent); without a
+factory its bytes are kept as ``request.raw_request_context`` so they are passed on
+downstream. The application object gets the configurator's Baseplate as ``app.baseplate``.
 """
 
 from __future__ import annotations
@@ -32,11 +41,11 @@ from typing import Any
 
 from opentelemetry import trace
 from pyramid.config import Configurator
-from pyramid.events import ContextFound
+from pyramid.events import ApplicationCreated, ContextFound
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.tweens import MAIN
+from pyramid.tweens import EXCVIEW, MAIN
 
 from baseplate.core import Baseplate, ServerSpan, TraceInfo, trace_info_from_context
 from otel_bridge.propagation import http_propagator, wsgi_getter
@@ -45,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 EDGE_REQUEST_HEADER = "X-Edge-Request"
 _EXC_INFO_ATTR = "_baseplate_exc_info"
+_SPAN_ATTR = "_baseplate_server_span"
 _NOT_AN_ERROR = (None, None, None)
 
 
@@ -77,6 +87,27 @@ def _exception_catching_tween(
         except BaseException:
             setattr(request, _EXC_INFO_ATTR, sys.exc_info())
             raise
+
+    return tween
+
+
+def _span_ending_tween(
+    handler: Callable[[Request], Response], registry: Any
+) -> Callable[[Request], Response]:
+    """Ends the server span once the response is made (above the exception views)."""
+
+    def tween(request: Request) -> Response:
+        try:
+            response = handler(request)
+        except BaseException as exc:
+            span: ServerSpan | None = getattr(request, _SPAN_ATTR, None)
+            if span is not None:
+                span.finish(exc_info=(type(exc), exc, exc.__traceback__))
+            raise
+        if getattr(request, _SPAN_ATTR, None) is not None:
+            _tag_status(request, response)
+            _finish_span(request)
+        return response
 
     return tween
 
@@ -120,46 +151,60 @@ class BaseplateConfigurator:
         if route is None:
             return
         span = self.baseplate.make_server_span(request, route.name, self._trace_info(request))
+        setattr(request, _SPAN_ATTR, span)
+        span.start()
+        # After start: the edge context then lives exactly as long as the server span.
+        if self.trust_trace_headers:
+            self._attach_edge_context(request)
+        # A safety net: the span normally ends in _span_ending_tween (a second finish is a
+        # no-op), but a request that bypasses the tweens still ends it.
+        request.add_finished_callback(_finish_span)
+        request.registry.notify(ServerSpanInitialized(request))
         span.set_tag("http.url", request.url)
         span.set_tag("http.method", request.method)
         span.set_tag("peer.ipv4", request.remote_addr)
-        span.start()
-        # After start: the edge context then lives exactly as long as the server span.
-        if self.trust_trace_headers and self.edge_context_factory is not None:
-            self._attach_edge_context(request)
-        request.add_response_callback(_tag_status)
-        request.add_finished_callback(_finish_span)
-        request.registry.notify(ServerSpanInitialized(request))
 
     def _attach_edge_context(self, request: Request) -> None:
         header = request.headers.get(EDGE_REQUEST_HEADER)
-        if not header:
+        raw: bytes | None = None
+        if header:
+            try:
+                raw = base64.b64decode(header, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HEADER, exc)
+        if self.edge_context_factory is None:
+            # kept as it came, so that it is passed on downstream
+            request.raw_request_context = raw
             return
         try:
-            raw = base64.b64decode(header, validate=True)
             edge_context = self.edge_context_factory.from_upstream(raw)
             edge_context.attach_context(request)
-        except (binascii.Error, ValueError) as exc:
+        except ValueError as exc:
             logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HEADER, exc)
         except Exception:
             logger.exception("ignoring %s header that could not be read", EDGE_REQUEST_HEADER)
 
+    def _on_application_created(self, event: ApplicationCreated) -> None:
+        event.app.baseplate = self.baseplate
+
     def includeme(self, config: Configurator) -> None:
         """Hook Baseplate into a Pyramid configurator (``config.include(...)``)."""
         config.add_subscriber(self._on_context_found, ContextFound)
-        config.add_tween(
-            "baseplate.integration.pyramid._exception_catching_tween", over=MAIN
-        )
+        config.add_subscriber(self._on_application_created, ApplicationCreated)
+        # The outer tween wraps the exception views, so the span ends with the response they
+        # render; the inner one sees the view's own exception before they turn it into one.
+        config.add_tween("baseplate.integration.pyramid._span_ending_tween", over=EXCVIEW)
+        config.add_tween("baseplate.integration.pyramid._exception_catching_tween", over=MAIN)
 
 
 def _tag_status(request: Request, response: Response) -> None:
-    span: ServerSpan | None = getattr(request, "trace", None)
+    span: ServerSpan | None = getattr(request, _SPAN_ATTR, None)
     if span is not None:
         span.set_tag("http.status_code", response.status_code)
 
 
 def _finish_span(request: Request) -> None:
-    span: ServerSpan | None = getattr(request, "trace", None)
+    span: ServerSpan | None = getattr(request, _SPAN_ATTR, None)
     if span is None:
         return
     exc_info = getattr(request, _EXC_INFO_ATTR, None)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -95,9 +95,12 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
     :param logger: The logger to use for error and debug logging.
     :param baseplate: The baseplate instance for your application.
     :param edge_context_factory: A configured factory for handling edge request context
-        (:class:`baseplate.core.EdgeRequestContextFactory`). Without one, the raw
-        ``Edge-Request`` header is still kept on the context (``raw_request_context``) and
-        passed on to downstream services.
+        (:class:`baseplate.core.EdgeRequestContextFactory`). With one, every request's
+        context has a ``request_context`` (an empty one when the caller sent no
+        ``Edge-Request`` header). Without one, the raw ``Edge-Request`` header is still kept
+        on the context (``raw_request_context``) and passed on to downstream services.
+
+    The context's ``headers`` are the request's THeader headers, with case-insensitive names.
     """
 
     def __init__(
@@ -112,9 +115,9 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
 
     def getHandlerContext(self, fn_name: str, server_context: Any) -> RequestContext:
         """Make the request's context object and its server span (not started yet)."""
-        headers = _headers_of(server_context)
+        headers = HeaderMap(_headers_of(server_context))
         context = RequestContext()
-        context.headers = dict(headers)  # type: ignore[attr-defined]
+        context.headers = headers  # type: ignore[attr-defined]
 
         trace_info: TraceInfo | None = None
         try:
@@ -133,9 +136,10 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
         self.logger.debug("Handling: %r", fn_name)
         handler_context.trace.start()
         # After start, as in the other integrations: the edge context then lives exactly as
-        # long as the server span.
+        # long as the server span. Without the header the context is an empty one, so
+        # ``context.request_context`` is there whenever a factory is configured.
         edge_payload = getattr(handler_context, "raw_request_context", None)
-        if edge_payload is not None and self.edge_context_factory is not None:
+        if self.edge_context_factory is not None:
             try:
                 edge_context = self.edge_context_factory.from_upstream(edge_payload)
                 edge_context.attach_context(handler_context)
@@ -161,6 +165,44 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
         exc_info = (type(exception), exception, exception.__traceback__)
         handler_context.trace.finish(exc_info=exc_info)
         self.logger.error("Unexpected exception in %r.", fn_name, exc_info=exc_info)
+
+
+class HeaderMap(MutableMapping[Any, Any]):
+    """A request's THeader headers (``context.headers``) with case-insensitive names:
+    ``headers[b"trace"]`` finds a ``Trace`` header. Names keep the case they arrived in;
+    ``str`` names are looked up as their Latin-1 bytes."""
+
+    def __init__(self, headers: Mapping[Any, Any] | None = None) -> None:
+        self._items: dict[bytes, tuple[Any, Any]] = {}
+        for key, value in (headers or {}).items():
+            self[key] = value
+
+    @staticmethod
+    def _fold(key: Any) -> Any:
+        if isinstance(key, str):
+            key = key.encode("latin-1", "replace")
+        return bytes(key).lower() if isinstance(key, (bytes, bytearray)) else key
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._items[self._fold(key)][1]
+        except TypeError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._items[self._fold(key)] = (key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        del self._items[self._fold(key)]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (key for key, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"HeaderMap({dict(self.items())!r})"
 
 
 def _headers_of(server_context: Any) -> Mapping[bytes, bytes]:
@@ -375,5 +417,6 @@ class _HandlerProxy:
 __all__ = [
     "BaseplateProcessorEventHandler",
     "ContextProcessor",
+    "HeaderMap",
     "TProcessorEventHandler",
 ]

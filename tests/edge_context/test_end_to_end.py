@@ -40,7 +40,7 @@ class LastHop:
             {
                 "headers": dict(context.headers),
                 "edge_context": edge_context,
-                "user_id": edge_context.user.id if edge_context else None,
+                "user_id": edge_context.user.id if edge_context and edge_context.header else None,
                 "span": context.trace,
             }
         )
@@ -201,5 +201,8 @@ def test_request_without_edge_context_sends_none_downstream(chain: Chain) -> Non
     assert chain.web.get("/relay", headers=TRACE).text == "C saw hello"
     (call,) = chain.last.calls
     assert b"Edge-Request" not in call["headers"]
-    assert call["edge_context"] is None
-    assert chain.middle.calls == [None]
+    # with a factory, a request without the header has an empty edge context (as reddit's)
+    assert call["edge_context"].header == b""
+    assert call["edge_context"].user.loid is None
+    (middle_context,) = chain.middle.calls
+    assert middle_context.header == b""

@@ -90,7 +90,7 @@ def test_header_is_forwarded_over_http_for_its_own_call_only(
     assert base64.b64decode(first["X-Edge-Request"]) == header
     assert second["X-Edge-Request"] == ""
     assert handler.edge_contexts[0].user.loid == "t2_first"
-    assert handler.edge_contexts[1] is None
+    assert handler.edge_contexts[1].header == b""  # with a factory: an empty edge context
 
 
 def test_malformed_header_is_logged_and_the_call_served(
