@@ -1,9 +1,9 @@
 """The baseplate server: ``baseplate-serve`` runs a Thrift or WSGI application under gevent.
 
 ``baseplate-serve CONFIG [--debug] [--reload] [--app-name NAME] [--server-name NAME]
-[--bind ENDPOINT]`` reads an INI file (:mod:`configparser` with ``%(name)s`` interpolation,
-see :class:`PercentTolerantInterpolation`, and a ``[DEFAULT]`` section shared by every
-section) with two sections::
+[--bind ENDPOINT]`` reads an INI file (:class:`configparser.RawConfigParser`: values are read
+as written, without ``%(name)s`` interpolation, so ``37%`` needs no escaping; a ``[DEFAULT]``
+section is shared by every section) with two sections::
 
     [server:main]
     factory = baseplate.server.thrift
@@ -14,10 +14,11 @@ section) with two sections::
     factory = my_service:make_processor
     foo = 3
 
-The app factory is called with the rest of its section as a dict of strings and returns a
-``TProcessor`` (Thrift) or a WSGI callable. ``--app-name``/``--server-name`` choose other
-sections than ``main``; ``--bind`` is ``host:port`` or a UNIX socket path (default
-``localhost:9090``; ignored when running under Einhorn, see :mod:`baseplate.server.einhorn`).
+The app factory is called with its whole section (``factory`` included, ``[DEFAULT]``'s
+options too) as a dict of strings and returns a ``TProcessor`` (Thrift) or a WSGI callable.
+``--app-name``/``--server-name`` choose other sections than ``main``; ``--bind`` is
+``host:port`` or a UNIX socket path (default ``localhost:9090``; ignored when running under
+Einhorn, see :mod:`baseplate.server.einhorn`).
 
 The process:
 
@@ -45,7 +46,6 @@ import importlib
 import logging
 import logging.config
 import os
-import re
 import signal
 import socket
 import sys
@@ -90,28 +90,6 @@ class Configuration(NamedTuple):
     server_section: str = "server:main"
 
 
-class PercentTolerantInterpolation(configparser.BasicInterpolation):
-    """``%(name)s`` interpolation in which a ``%`` that starts no reference is itself.
-
-    So ``tracing.sample_rate = 37%`` reads as ``37%``; ``%%`` is still one ``%`` and
-    ``%(name)s`` still the value of ``name`` (from the section or ``[DEFAULT]``). Every value
-    the plain interpolation accepts reads the same.
-    """
-
-    _PERCENT = re.compile(r"%%|%\(|%")
-
-    def before_get(
-        self,
-        parser: Any,
-        section: str,
-        option: str,
-        value: str,
-        defaults: Any,
-    ) -> str:
-        escaped = self._PERCENT.sub(lambda m: "%%" if m.group() == "%" else m.group(), value)
-        return str(super().before_get(parser, section, option, escaped, defaults))
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -131,13 +109,8 @@ def _parse_error(filename: str, exc: configparser.Error) -> ConfigFileError:
     return ConfigFileError(f"{filename}: {_one_line(exc.message)}")
 
 
-def _section(parser: configparser.ConfigParser, filename: str, name: str) -> dict[str, str]:
-    if not parser.has_section(name):
-        return {}
-    try:
-        return dict(parser.items(name))
-    except configparser.InterpolationError as exc:
-        raise ConfigFileError(f"{filename}: [{name}] {exc.option}: {_one_line(exc.message)}")
+def _section(parser: configparser.RawConfigParser, name: str) -> dict[str, str]:
+    return dict(parser.items(name)) if parser.has_section(name) else {}
 
 
 def read_config(
@@ -145,11 +118,14 @@ def read_config(
 ) -> Configuration:
     """Read the configuration file (a path or an open file).
 
+    Values are read as written (no ``%`` interpolation); each section's dict also holds the
+    ``[DEFAULT]`` section's options.
+
     :param server_name: the ``server:NAME`` section to read, or None to read none.
     :param app_name: the ``app:NAME`` section to read.
     :raises ConfigFileError: the file cannot be read or parsed, or a section is missing.
     """
-    parser = configparser.ConfigParser(interpolation=PercentTolerantInterpolation())
+    parser = configparser.RawConfigParser()
     if isinstance(config_file, str):
         filename = config_file
         try:
@@ -182,12 +158,12 @@ def read_config(
                 f"{filename}: no [{server_section}] section "
                 "(--server-name chooses the server section)"
             )
-        server = _section(parser, filename, server_section)
-    tshell = _section(parser, filename, "tshell") if parser.has_section("tshell") else None
+        server = _section(parser, server_section)
+    tshell = _section(parser, "tshell") if parser.has_section("tshell") else None
     return Configuration(
         filename=filename,
         server=server,
-        app=_section(parser, filename, app_section),
+        app=_section(parser, app_section),
         has_logging_options=parser.has_section("loggers"),
         tshell=tshell,
         app_section=app_section,
@@ -227,7 +203,8 @@ def _load_factory(spec: str, default_name: str | None = None) -> Any:
 
 
 def make_app(app_config: dict[str, str]) -> Any:
-    """Build the application: call the ``factory`` of the app section with the other options.
+    """Build the application: call the ``factory`` of the app section with the whole section
+    (``factory`` included) as a dict of strings.
 
     :raises baseplate.config.ConfigurationError: naming ``factory`` when it is missing or
         cannot be loaded (the factory's own configuration errors propagate too).
@@ -243,8 +220,7 @@ def make_app(app_config: dict[str, str]) -> Any:
         raise ConfigurationError("factory", exc)
     if not callable(factory):
         raise ConfigurationError("factory", f"{factory_name!r} is not callable")
-    settings = {key: value for key, value in app_config.items() if key != "factory"}
-    return factory(settings)
+    return factory(dict(app_config))
 
 
 def make_server(server_config: dict[str, str], listener: socket.socket, app: Any) -> Any:
@@ -580,7 +556,6 @@ def load_and_run_tshell(argv: Sequence[str] | None = None) -> None:
 __all__ = [
     "ConfigFileError",
     "Configuration",
-    "PercentTolerantInterpolation",
     "configure_logging",
     "flush_telemetry",
     "load_and_run_script",

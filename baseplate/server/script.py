@@ -1,7 +1,8 @@
 """``baseplate-script CONFIG module:function``: run a function with the app's configuration.
 
 The function is called with the ``[app:NAME]`` section (``--app-name``, default ``main``) as a
-dict of strings, the same options an application factory gets::
+dict of strings, the same dict an application factory gets (``factory`` included, if the
+section has one; values as written, see :func:`baseplate.server.read_config`)::
 
     # printer.py
     def run(app_config):
@@ -70,9 +71,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(PROGRAM, str(exc))
     if not callable(function):
         fail(PROGRAM, f"{args.entrypoint!r} is not callable")
-    app_config = {key: value for key, value in config.app.items() if key != "factory"}
     try:
-        function(app_config)
+        function(dict(config.app))
     finally:
         flush_telemetry()
 

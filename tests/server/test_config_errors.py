@@ -29,15 +29,10 @@ CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
         ["line 8", "this line is broken"],
     ),
     "option before any section": ("factory = x\n" + GOOD_APP, [], ["line 1", "before any"]),
-    "bad interpolation": (
-        GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\nrate = %(oops\n",
+    "duplicate option": (
+        GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\nrate = 1\nrate = 2\n",
         [],
-        ["[app:main] rate:", "bad interpolation"],
-    ),
-    "unknown interpolation key": (
-        GOOD_SERVER + "[app:main]\nfactory = serve_apps:config_echo_app\npath = %(nope)s/x\n",
-        [],
-        ["[app:main] path:", "nope"],
+        ["option 'rate' in section 'app:main' already exists"],
     ),
     "app factory missing": (GOOD_SERVER + "[app:main]\nfoo = 1\n", [], ["[app:main] factory:"]),
     "app factory module missing": (
@@ -176,7 +171,7 @@ def test_bad_bind_is_a_usage_error(tmp_path, bind):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "no app section", "bad interpolation", "line that is not key = value"],
+    ["missing file", "no app section", "duplicate option", "line that is not key = value"],
 )
 def test_bad_configuration_for_script(tmp_path, case):
     text, _, expected = CASES[case]
@@ -190,7 +185,7 @@ def test_bad_configuration_for_script(tmp_path, case):
 
 
 @pytest.mark.parametrize(
-    "case", ["missing file", "no app section", "app factory module missing", "bad interpolation"]
+    "case", ["missing file", "no app section", "app factory module missing", "duplicate option"]
 )
 def test_bad_configuration_for_tshell(tmp_path, case):
     text, _, expected = CASES[case]

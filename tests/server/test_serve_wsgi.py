@@ -131,7 +131,7 @@ def test_logging_sections_in_the_file_replace_the_default_setup(tmp_path, serve)
     assert "[trace_id=" not in server.log()
 
 
-def test_app_gets_the_rest_of_its_section_with_defaults_and_interpolation(tmp_path, serve):
+def test_app_gets_its_whole_section_with_defaults_and_raw_values(tmp_path, serve):
     ini = tmp_path / "echo.ini"
     ini.write_text(
         "[DEFAULT]\n"
@@ -151,10 +151,11 @@ def test_app_gets_the_rest_of_its_section_with_defaults_and_interpolation(tmp_pa
 
     assert server.get_json("/") == {
         "shared": "from-default",
+        "factory": "serve_apps:config_echo_app",
         "foo": "3",
         "bar": "22",
         "noodles.blah": "one, two, three",
-        "path": "from-default/sub",
+        "path": "%(shared)s/sub",
     }
 
 
@@ -168,7 +169,7 @@ def test_app_and_server_names_choose_other_sections(tmp_path, serve):
     )
     server = serve(ini, "--app-name", "other", "--server-name", "web")
 
-    assert server.get_json("/") == {"which": "other"}
+    assert server.get_json("/") == {"factory": "serve_apps:config_echo_app", "which": "other"}
 
 
 def test_custom_handler_class(tmp_path, serve):

@@ -64,7 +64,11 @@ def test_script_gets_the_app_section_with_defaults(tmp_path):
     result = run("baseplate-script", str(ini), "serve_apps:print_config", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"region": "eu", "db.url": "pg://eu/db"}
+    assert json.loads(result.stdout) == {
+        "region": "eu",
+        "factory": "serve_apps:config_echo_app",
+        "db.url": "pg://%(region)s/db",
+    }
 
 
 def test_script_function_from_a_module_in_the_working_directory(tmp_path):
