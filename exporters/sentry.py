@@ -29,6 +29,16 @@ logger = logging.getLogger(__name__)
 Reporter = Callable[[ExcInfo, Mapping[str, str], Mapping[str, Any]], None]
 
 
+def report_details(
+    trace_id: int, span_id: int, name: str, attributes: Mapping[str, Any] | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The ``(tags, extra)`` of a report about a span: tags carry ``trace_id`` and
+    ``span_id`` (decimal), extra carries the span's name (``span_name``) and attributes."""
+    tags = {"trace_id": str(trace_id), "span_id": str(span_id)}
+    extra = {"span_name": name, **dict(attributes or {})}
+    return tags, extra
+
+
 class SentrySpanProcessor(SpanProcessor):
     """Report the exception that ended a baseplate server span.
 
@@ -55,8 +65,7 @@ class SentrySpanProcessor(SpanProcessor):
             return
         context = span.context
         assert context is not None
-        tags = {"trace_id": str(context.trace_id), "span_id": str(context.span_id)}
-        extra = {"span_name": span.name, **dict(span.attributes or {})}
+        tags, extra = report_details(context.trace_id, context.span_id, span.name, span.attributes)
         try:
             self.report(exc_info, tags, extra)
             self.reported += 1

@@ -3,7 +3,9 @@
 ``Baseplate.configure_logging()`` (see :func:`install`) does two things:
 
 * as documented for 0.28, the current thread's (or greenlet's) name is set to the request's
-  trace id while the request is being handled, so ``%(threadName)s`` shows it;
+  trace id when its server span is created, so ``%(threadName)s`` shows it; unlike 0.28,
+  the thread gets its own name back when the server span finishes, so lines logged between
+  requests do not carry the previous request's trace id;
 * every log record gets ``trace_id`` and ``span_id`` attributes (decimal, as baseplate writes
   ids; empty strings outside a traced request), usable in format strings such as
   ``"%(asctime)s [%(trace_id)s] %(message)s"``. They come from the current OpenTelemetry span,
@@ -49,32 +51,49 @@ def install_record_factory() -> None:
 
 
 class _ThreadNameObserver(ServerSpanObserver):
+    """Names the request's thread after its trace id, and gives the old name back after."""
+
     def __init__(self, trace_id: int):
-        self.trace_id = trace_id
-        self.previous_name: str | None = None
+        self.name = str(trace_id)
+        self.thread: threading.Thread | None = None
+        self.previous_name = ""
+
+    def rename(self) -> None:
+        thread = threading.current_thread()
+        if thread is self.thread:
+            return
+        self.restore()
+        self.thread, self.previous_name = thread, thread.name
+        thread.name = self.name
+
+    def restore(self) -> None:
+        if self.thread is not None:
+            self.thread.name = self.previous_name
+            self.thread = None
 
     def on_start(self) -> None:
-        thread = threading.current_thread()
-        self.previous_name = thread.name
-        thread.name = str(self.trace_id)
+        # normally a no-op: the span was created on the thread that handles it
+        self.rename()
 
     def on_finish(self, exc_info: Any) -> None:
-        if self.previous_name is not None:
-            threading.current_thread().name = self.previous_name
+        self.restore()
 
 
 class LoggingBaseplateObserver(BaseplateObserver):
     """Logging observer.
 
     Adds request context to the thread-local state so that log formatters can give more
-    informative logs: the thread name is the current request's trace id.
+    informative logs: the thread name is the current request's trace id, from the moment
+    the server span is created until it finishes (then the thread gets its name back).
     """
 
     def __init__(self) -> None:
         install_record_factory()
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
-        server_span.register(_ThreadNameObserver(server_span.trace_id))
+        observer = _ThreadNameObserver(server_span.trace_id)
+        observer.rename()
+        server_span.register(observer)
 
 
 def install(baseplate: Baseplate) -> None:

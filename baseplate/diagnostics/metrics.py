@@ -7,8 +7,10 @@ baseplate span of a request is measured, sampled or not) and registers a
 ``context.metrics``. Metric names are ``<namespace>.server.<route>``,
 ``<namespace>.clients.<context attribute>.<method>`` and
 ``<namespace>.<component>.<name>``, with ``.success``/``.failure`` counters for server and
-client spans. All of a request's metrics, including the application's own, are sent
-together in as few datagrams as fit when the server span ends.
+client spans, and ``<namespace>.errors.<exception class>`` for each ``error.object`` log on
+a client span. Unlike 0.28, calls and local spans made inside local spans are measured too.
+All of a request's metrics, including the application's own, are sent together in as few
+datagrams as fit when the server span ends.
 """
 
 from __future__ import annotations
@@ -46,12 +48,33 @@ class MetricsBaseplateObserver(BaseplateObserver):
         self.processor = processor
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        batch: Batch
         if self.processor is not None:
-            context.metrics = self.processor.batch_for_request(server_span.trace_id, server_span.id)
-            return
-        batch = self.client.batch()
+            batch = self.processor.batch_for_request(server_span.trace_id, server_span.id)
+        else:
+            batch = self.client.batch()
+            server_span.register(_SpanMetrics(batch, "server", server_span.name, request_root=True))
         context.metrics = batch
-        server_span.register(_SpanMetrics(batch, "server", server_span.name, request_root=True))
+        server_span.register(_ErrorObjects(batch, counting=False))
+
+
+class _ErrorObjects(SpanObserver):
+    """Counts ``errors.<exception class>`` for each ``error.object`` log of a client span.
+
+    A client library (or the application) logs ``span.log("error.object", exc)`` on the span
+    of a call that failed; as in 0.28 the counter goes into the request's batch.
+    """
+
+    def __init__(self, batch: Batch, counting: bool) -> None:
+        self.batch = batch
+        self.counting = counting
+
+    def on_log(self, name: str, payload: Any) -> None:
+        if self.counting and name == "error.object":
+            self.batch.counter(f"errors.{type(payload).__name__}").increment()
+
+    def on_child_span_created(self, span: Span) -> None:
+        span.register(_ErrorObjects(self.batch, counting=not isinstance(span, LocalSpan)))
 
 
 class _SpanMetrics(SpanObserver):

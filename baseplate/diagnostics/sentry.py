@@ -4,8 +4,12 @@
 ``Baseplate.configure_error_reporting(client)`` (see :func:`install`) accepts that client, or
 the ``sentry_sdk`` module / a sentry-sdk client after ``sentry_sdk.init(...)``. Unexpected
 exceptions that end a server span are reported with the trace id and the span's tags, by
-:class:`exporters.sentry.SentrySpanProcessor`; the client is also the ``sentry`` attribute of
-the context object for the application's own events.
+:class:`exporters.sentry.SentrySpanProcessor` (or, for a :class:`SentryBaseplateObserver`
+registered by hand as in 0.28, by the observer itself); the client is also the ``sentry``
+attribute of the context object for the application's own events. With raven, as in 0.28,
+the client's context during a request holds the ``trace_id`` tag, the server span's tags
+(``http.*`` ones in the request interface) and its logs as breadcrumbs, for the reports and
+the application's events alike; it is cleared when the request ends.
 
 Sentry being down never slows or fails a request: raven sends from a background thread whose
 queue is bounded (:data:`MAX_QUEUED_EVENTS`; further events are dropped and counted).
@@ -20,8 +24,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
-from baseplate.core import BaseplateObserver, ServerSpan
-from exporters.sentry import SentrySpanProcessor
+from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
+from exporters.sentry import SentrySpanProcessor, report_details
 from otel_bridge.context import ExcInfo
 
 if TYPE_CHECKING:
@@ -129,14 +133,19 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
         processors=list(sentry.processors),
         release=_find_release(module_name),
         transport=_bounded_transport(),
+        # no process-wide hooks (sys.excepthook, every log record as a breadcrumb); the
+        # server span's logs are still sent as breadcrumbs
         install_sys_hook=False,
         install_logging_hook=False,
-        enable_breadcrumbs=False,
     )
 
 
 def _is_raven_client(client: Any) -> bool:
     return hasattr(client, "captureException")
+
+
+def _has_raven_context(client: Any) -> bool:
+    return _is_raven_client(client) and hasattr(client, "tags_context")
 
 
 def _reporter_for(client: Any) -> Any:
@@ -145,7 +154,12 @@ def _reporter_for(client: Any) -> Any:
         def report_with_raven(
             exc_info: ExcInfo, tags: Mapping[str, str], extra: Mapping[str, Any]
         ) -> None:
-            client.captureException(exc_info=exc_info, tags=dict(tags), extra=dict(extra))
+            try:
+                client.captureException(exc_info=exc_info, tags=dict(tags), extra=dict(extra))
+            finally:
+                if _has_raven_context(client):
+                    # the request's context (see _RequestObserver) was kept for this report
+                    client.context.clear(deactivate=True)
 
         return report_with_raven
 
@@ -164,17 +178,80 @@ def _reporter_for(client: Any) -> Any:
     return report_with_sentry_sdk
 
 
-class SentryBaseplateObserver(BaseplateObserver):
-    """Error reporting observer: exposes the client as ``context.sentry``.
+class _RequestObserver(ServerSpanObserver):
+    """Watches one server span for the error reporter.
 
-    Reports of unexpected exceptions are sent by the span processor that :func:`install`
-    adds next to this observer.
+    With raven, the client's (thread-local) context is the request's while the span runs:
+    tagged with ``trace_id``, the span's tags (``http.*`` tags go to the request interface)
+    and its logs as breadcrumbs, so the application's own events sent through
+    ``context.sentry`` carry them too. With ``report``, an exception ending the span is
+    reported from here (the observer was registered by hand, without the span processor);
+    otherwise the span processor reports it just after and clears the context then.
     """
 
-    def __init__(self, raven: Any):
+    def __init__(self, client: Any, server_span: ServerSpan, report: Any) -> None:
+        self.client = client
+        self.server_span = server_span
+        self.report = report
+        self.raven = _has_raven_context(client)
+        self.http: dict[str, Any] = {}
+
+    def on_start(self) -> None:
+        if self.raven:
+            self.client.context.clear()  # whatever a previous request may have left
+            self.client.context.activate()
+            self.client.tags_context({"trace_id": self.server_span.trace_id})
+
+    def on_set_tag(self, key: str, value: Any) -> None:
+        if not self.raven:
+            return
+        if key.startswith("http."):
+            self.http[key[len("http.") :]] = value
+            self.client.http_context(dict(self.http))
+        else:
+            self.client.tags_context({key: value})
+
+    def on_log(self, name: str, payload: Any) -> None:
+        if self.raven:
+            self.client.captureBreadcrumb(category=name, data=payload)
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        failed = exc_info is not None and exc_info[1] is not None
+        if failed and self.report is not None:
+            assert exc_info is not None
+            span = self.server_span
+            attributes = getattr(span.otel_span, "attributes", None)
+            tags, extra = report_details(span.trace_id, span.id, span.name, attributes)
+            try:
+                self.report(exc_info, tags, extra)
+            except Exception as exc:
+                logger.error("error report could not be sent: %s", exc)
+            return  # the reporter cleared the context
+        if self.raven and not failed:
+            self.client.context.clear(deactivate=True)
+
+
+class SentryBaseplateObserver(BaseplateObserver):
+    """Error reporting observer.
+
+    This observer reports unexpected exceptions (those that end a server span) to Sentry.
+
+    The client is accessible to your application during requests as the ``sentry``
+    attribute on the :term:`context object`; with raven, its events during a request carry
+    the request's ``trace_id``, span tags and breadcrumbs, as the reports do.
+
+    :param raven: A configured ``raven.Client`` (or ``sentry_sdk`` after
+        ``sentry_sdk.init(...)``).
+    :param report: Whether the observer sends the reports itself; ``configure_error_reporting``
+        passes False because its span processor sends them.
+    """
+
+    def __init__(self, raven: Any, report: bool = True):
         self.client = raven
+        self.report = _reporter_for(raven) if report else None
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        server_span.register(_RequestObserver(self.client, server_span, self.report))
         context.sentry = self.client
 
 
@@ -185,7 +262,7 @@ def install(baseplate: Baseplate, client: Any) -> None:
     ):
         return
     baseplate.add_span_processor(SentrySpanProcessor(_reporter_for(client)))
-    baseplate.register(SentryBaseplateObserver(client))
+    baseplate.register(SentryBaseplateObserver(client, report=False))
 
 
 __all__ = ["SentryBaseplateObserver", "error_reporter_from_config", "install"]

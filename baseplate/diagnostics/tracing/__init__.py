@@ -468,12 +468,20 @@ class TraceBaseplateObserver(BaseplateObserver):
             configure_propagators(list(client.propagators))
 
     def on_server_span_created(self, context: Any, server_span: Any) -> None:
-        """Attach to the global provider if nothing attached this observer yet."""
+        """Attach to the global provider if nothing attached this observer yet.
+
+        The first request's sampling was decided before the client's sample rate applied:
+        a new trace (no upstream ids) is decided again, at the client's rate, as 0.28's
+        observer decided every request it saw.
+        """
         if self._attached:
             return
         from otel_bridge import provider
 
-        self.attach(_GlobalBaseplate(provider.ensure_provider(), provider.default_sampler()))
+        sampler = provider.default_sampler()
+        self.attach(_GlobalBaseplate(provider.ensure_provider(), sampler))
+        if server_span.parent_id is None and server_span.otel_span is None:
+            server_span.sampled = sampler.decide(server_span.trace_id, None, server_span.flags)
 
 
 def _exports_on_its_own(provider: Any) -> bool:
