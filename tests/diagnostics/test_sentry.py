@@ -157,8 +157,9 @@ def test_sentry_sdk_is_accepted(receiver: SentryReceiver) -> None:
         def capture_envelope(self, envelope: Any) -> None:
             events.append(envelope.get_event())
 
+    # no integrations: sentry-sdk would otherwise patch Pyramid, Redis ... for the whole run
     sentry_sdk.init(dsn="http://public@127.0.0.1:1/1", transport=Transport(),
-                    default_integrations=False)
+                    default_integrations=False, auto_enabling_integrations=False)
     try:
         bp = make_baseplate(sentry_sdk)
         info = TraceInfo.from_upstream(5, 1, 6, True, None)
@@ -167,7 +168,7 @@ def test_sentry_sdk_is_accepted(receiver: SentryReceiver) -> None:
             raise LookupError("missing")
         sentry_sdk.flush()
     finally:
-        sentry_sdk.init(dsn=None)
+        sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
     (event,) = [e for e in events if e]
     assert event["tags"]["trace_id"] == "5"
     assert event["exception"]["values"][0]["type"] == "LookupError"
