@@ -95,7 +95,10 @@ def consume(
 
     Each message is handled inside its own server span named ``queue_name`` (so it is traced
     and timed like a request); when the message headers carry trace headers, the span
-    continues that trace.
+    continues that trace. As with :py:meth:`KombuConsumer.get_message`, the server span has a
+    ``kombu.get_message`` child span tagged with the message's delivery information (the
+    wait for the message happens before the server span starts, since the span's trace comes
+    from the message, so this child span records the delivery rather than the wait).
 
     The consumer will automatically ``ack`` each message after the handler method exits. If
     there is an error in processing and the message must be retried the handler should raise
@@ -131,6 +134,7 @@ def consume(
             try:
                 with server_span:
                     _tag_delivery_info(server_span, message)
+                    _record_delivery(server_span, message)
                     handler(context, message.body, message)
                     message.ack()
             except BaseException:
@@ -138,6 +142,15 @@ def consume(
                 raise
     finally:
         consumer.stop()
+
+
+def _record_delivery(server_span: Span, message: Message) -> None:
+    # The child span KombuConsumer.get_message records for taking a message, recorded once
+    # the message is taken (the wait for it came before the server span started).
+    child_span = server_span.make_child("kombu.get_message")
+    child_span.set_tag("kind", "consumer")
+    with child_span:
+        _tag_delivery_info(child_span, message)
 
 
 def _requeue(message: Message) -> None:
@@ -158,7 +171,7 @@ class _ConsumerWorker(ConsumerMixin):
         connection: kombu.Connection,
         queues: Sequence[kombu.Queue],
         work_queue: queue.Queue[Message],
-        prefetch_count: int,
+        prefetch_count: int | None,
     ) -> None:
         self.connection = connection
         self.queues = list(queues)
@@ -167,7 +180,7 @@ class _ConsumerWorker(ConsumerMixin):
 
     def get_consumers(self, Consumer: Any, channel: Any) -> list[Any]:
         # The broker sends at most as many unacknowledged messages as the work queue holds,
-        # so the pump never waits on a full work queue for long.
+        # so the pump never waits on a full work queue for long (``None``: no limit).
         return [
             Consumer(
                 queues=self.queues,
@@ -209,12 +222,14 @@ class BaseKombuConsumer:
         :param queue_size: The most messages the broker hands this consumer before they are
             acknowledged (its prefetch count); they wait in the local work queue until taken
             with :py:meth:`get_message` or :py:meth:`get_batch`. Messages taken but not yet
-            acknowledged count too, so ack (or reject) messages to receive more.
+            acknowledged count too, so ack (or reject) messages to receive more. ``0`` means
+            no limit (not recommended: the broker sends the whole queue ahead).
+        :raises ValueError: ``queue_size`` is negative.
         """
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, not {queue_size!r}")
+        if queue_size < 0:
+            raise ValueError(f"queue_size must not be negative, not {queue_size!r}")
         work_queue: queue.Queue[Message] = queue.Queue(maxsize=queue_size)
-        worker = _ConsumerWorker(connection, queues, work_queue, queue_size)
+        worker = _ConsumerWorker(connection, queues, work_queue, queue_size or None)
         worker_thread = threading.Thread(
             target=worker.run, name="consumer message pump", daemon=True
         )

@@ -104,6 +104,13 @@ def test_handles_routed_messages_in_server_spans_and_acks_after_the_handler(
         "link_created",
     ]
     assert spans[0].attributes["exchange"] == names.exchange  # type: ignore[index]
+    # Each server span has a kombu.get_message child recording the delivery.
+    taken = recorder.named("kombu.get_message")
+    assert [child.parent.span_id for child in taken if child.parent] == [
+        span.context.span_id for span in spans
+    ]
+    assert [child.attributes["delivery_tag"] for child in taken] == [1, 2, 3]  # type: ignore[index]
+    assert {child.attributes["kind"] for child in taken} == {"consumer"}  # type: ignore[index]
     contexts = [context for context, _, _, _ in handled]
     assert [context.trace.id for context in contexts] == [span.context.span_id for span in spans]
 
@@ -244,8 +251,17 @@ def test_each_message_is_measured_as_a_request(
     finally:
         receiver.close()
     server = f"svc.server.{names.queue}"
+    taken = "svc.clients.kombu.get_message"  # the child span recording the delivery
     for request_lines, outcome in zip(lines, ("success", "failure"), strict=True):
         kinds = sorted(
             line.split(":", 1)[0] + "|" + line.rsplit("|", 1)[1] for line in request_lines
         )
-        assert kinds == sorted([f"{server}|ms", f"{server}.{outcome}|c", "svc.handled|c"])
+        assert kinds == sorted(
+            [
+                f"{server}|ms",
+                f"{server}.{outcome}|c",
+                f"{taken}|ms",
+                f"{taken}.success|c",
+                "svc.handled|c",
+            ]
+        )

@@ -113,7 +113,7 @@ def test_queue_size_limits_what_the_broker_sends_ahead(
     assert rest == [2, 3, 4]
 
     with pytest.raises(ValueError, match="queue_size"):
-        BaseKombuConsumer.new(connection, [message_queue], queue_size=0)
+        BaseKombuConsumer.new(connection, [message_queue], queue_size=-1)
 
 
 def test_kombu_consumer_records_a_child_span_per_call(
