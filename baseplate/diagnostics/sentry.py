@@ -133,10 +133,11 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
         processors=list(sentry.processors),
         release=_find_release(module_name),
         transport=_bounded_transport(),
-        # no process-wide hooks (sys.excepthook, every log record as a breadcrumb); the
-        # server span's logs are still sent as breadcrumbs
+        # no process-wide hooks (sys.excepthook, every log record or HTTP request made by
+        # any library as a breadcrumb); the server span's logs are still sent as breadcrumbs
         install_sys_hook=False,
         install_logging_hook=False,
+        hook_libraries=[],
     )
 
 

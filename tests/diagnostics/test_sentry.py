@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -182,6 +184,20 @@ def test_bad_sentry_config_names_the_key() -> None:
 def test_blank_dsn_discards() -> None:
     client = baseplate.error_reporter_from_config({"sentry.dsn": ""}, __name__)
     assert not client.is_enabled()
+
+
+def test_reporter_installs_no_process_wide_hooks() -> None:
+    # raven would record every HTTP request of the process (exporters included) as a
+    # breadcrumb, and report every uncaught exception itself. A fresh interpreter: hooks
+    # installed by other tests' clients cannot hide ours.
+    check = (
+        "import http.client, sys, baseplate\n"
+        "hooks = (http.client.HTTPConnection.putrequest, sys.excepthook)\n"
+        "baseplate.error_reporter_from_config({'sentry.dsn': 'http://p@127.0.0.1:1/1'}, 'app')\n"
+        "print((http.client.HTTPConnection.putrequest, sys.excepthook) == hooks)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr
 
 
 def test_configuring_twice_reports_once() -> None:

@@ -167,6 +167,7 @@ def sentry_client(raven: ModuleType, port: int, project: int) -> Any:
         transport=HTTPTransport,
         install_sys_hook=False,
         install_logging_hook=False,
+        hook_libraries=[],  # no process-wide hooks on http.client or requests
     )
 
 
