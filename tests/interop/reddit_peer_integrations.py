@@ -340,6 +340,10 @@ class LoopbackServer:
 
     def stop(self) -> None:
         self._stopped = True
+        try:  # wakes the accepting thread, which then ends
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
 

@@ -11,6 +11,7 @@ behaviour is asserted explicitly, with the reason next to it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import grp
 import http.client
 import http.server
@@ -563,6 +564,8 @@ def health_targets(tmp_path: Path) -> Iterator[dict[str, str]]:
         server.shutdown()
         server.server_close()
     for sock in sockets:
+        with contextlib.suppress(OSError):  # wakes the accepting thread, which then ends
+            sock.shutdown(socket.SHUT_RDWR)
         sock.close()
 
 
