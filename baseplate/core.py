@@ -37,7 +37,9 @@ from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import (
     ATTR_COMPONENT,
     ATTR_LOG_PAYLOAD,
+    ATTR_LOG_PAYLOAD_TYPE,
     ATTR_SHARED_SPAN,
+    EVENT_ERROR_OBJECT,
     TRACE_STATE_FLAGS,
     flags_of,
 )
@@ -351,6 +353,8 @@ class Span:
         """
         if self.otel_span is not None and not self._finished:
             attributes = None if payload is None else {ATTR_LOG_PAYLOAD: _attribute_value(payload)}
+            if attributes is not None and name == EVENT_ERROR_OBJECT:
+                attributes[ATTR_LOG_PAYLOAD_TYPE] = type(payload).__name__
             self.otel_span.add_event(name, attributes)
         for observer in self.observers:
             _notify(observer, "on_log", name, payload)

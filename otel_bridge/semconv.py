@@ -28,6 +28,13 @@ ATTR_SHARED_SPAN = "baseplate.shared_span"
 #: Attribute holding a span event's payload (``Span.log(name, payload)``).
 ATTR_LOG_PAYLOAD = "baseplate.payload"
 
+#: Name of the span event a client logs for a failed call, ``span.log("error.object", exc)``;
+#: statsd counts ``errors.<payload class>`` for it.
+EVENT_ERROR_OBJECT = "error.object"
+
+#: Attribute holding the class name of an ``error.object`` event's payload.
+ATTR_LOG_PAYLOAD_TYPE = "baseplate.payload_type"
+
 #: Trace-state entry carrying baseplate's ``Flags`` header value (bit 1 = debug) across
 #: process-local children and W3C hops. Present only when the flags are non-zero.
 TRACE_STATE_FLAGS = "baseplate"

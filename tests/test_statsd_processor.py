@@ -457,6 +457,22 @@ def test_failed_request_counts_a_failure(receiver: UDPReceiver) -> None:
     ]
 
 
+def test_error_objects_logged_on_client_spans_are_counted_by_class(
+    receiver: UDPReceiver,
+) -> None:
+    baseplate, _ = _baseplate(receiver)
+    with baseplate.make_server_span(RequestContext(), "route") as server_span:
+        with server_span.make_child("db.execute") as call:
+            call.log("error.object", ValueError("bad row"))
+            call.log("error.object", ValueError("another"))
+            call.log("retry", "once")
+        with server_span.make_child("render", local=True, component_name="t") as local:
+            local.log("error.object", KeyError("not a call"))  # local spans: not counted
+    sent = _parsed(receiver.receive_all())
+    assert ("svc.errors.ValueError", "2|c") in sent
+    assert not any("KeyError" in name for name, _ in sent)
+
+
 def test_two_baseplates_on_one_provider_measure_only_their_own_requests() -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     receivers = [UDPReceiver(), UDPReceiver()]

@@ -54,8 +54,9 @@ class MetricsBaseplateObserver(BaseplateObserver):
         else:
             batch = self.client.batch()
             server_span.register(_SpanMetrics(batch, "server", server_span.name, request_root=True))
+            # without the processor, error.object logs are counted by span observers
+            server_span.register(_ErrorObjects(batch, counting=False))
         context.metrics = batch
-        server_span.register(_ErrorObjects(batch, counting=False))
 
 
 class _ErrorObjects(SpanObserver):

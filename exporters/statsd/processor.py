@@ -6,7 +6,8 @@
 * server spans (``SERVER``/``CONSUMER``): timer ``server.<span name>`` and counter
   ``server.<span name>.success`` or ``.failure`` (status ERROR is a failure);
 * client spans (``CLIENT``/``PRODUCER``): timer ``clients.<span name>`` and counter
-  ``clients.<span name>.success`` or ``.failure``;
+  ``clients.<span name>.success`` or ``.failure``, and ``errors.<class>`` for each
+  ``error.object`` the span logged (``span.log("error.object", exc)``);
 * local spans (``INTERNAL``): timer ``<component name>.<span name>``; an internal span without
   a component name records nothing.
 
@@ -46,7 +47,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
 from exporters.statsd.wire import safe_metric_name
-from otel_bridge.semconv import ATTR_COMPONENT, is_baseplate_span
+from otel_bridge.semconv import (
+    ATTR_COMPONENT,
+    ATTR_LOG_PAYLOAD_TYPE,
+    EVENT_ERROR_OBJECT,
+    is_baseplate_span,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -286,8 +292,19 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
             if span.kind is not SpanKind.INTERNAL:
                 failed = span.status.status_code is StatusCode.ERROR
                 batch.counter(names.failure if failed else names.success).increment()
+                if span.kind in _CLIENT_KINDS and span.events:
+                    self._count_error_objects(span, batch)
         if request.ended and request.batch is not None:
             self._flush(request.batch)
+
+    @staticmethod
+    def _count_error_objects(span: ReadableSpan, batch: MetricsBatch) -> None:
+        # span.log("error.object", exc) on a client span: errors.<class of exc>, as in 0.28
+        for event in span.events:
+            if event.name == EVENT_ERROR_OBJECT:
+                kind = (event.attributes or {}).get(ATTR_LOG_PAYLOAD_TYPE)
+                if kind:
+                    batch.counter(safe_metric_name("errors", str(kind)).decode("ascii")).increment()
 
     def _names_of(self, span: ReadableSpan) -> _SpanNames | None:
         kind = span.kind
