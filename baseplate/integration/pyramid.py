@@ -104,9 +104,8 @@ def _span_ending_tween(
             if span is not None:
                 span.finish(exc_info=(type(exc), exc, exc.__traceback__))
             raise
-        if getattr(request, _SPAN_ATTR, None) is not None:
-            _tag_status(request, response)
-            _finish_span(request)
+        _tag_status(request, response)
+        _finish_span(request)
         return response
 
     return tween
