@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from baseplate.core import BaseplateObserver, LocalSpan, ServerSpan, Span, SpanObserver
 from baseplate.metrics import Batch, Client
 from exporters.statsd import StatsdSpanProcessor, safe_metric_name
+from otel_bridge.semconv import EVENT_ERROR_OBJECT
 
 if TYPE_CHECKING:
     from baseplate.core import Baseplate, ExcInfo
@@ -71,7 +72,7 @@ class _ErrorObjects(SpanObserver):
         self.counting = counting
 
     def on_log(self, name: str, payload: Any) -> None:
-        if self.counting and name == "error.object":
+        if self.counting and name == EVENT_ERROR_OBJECT:
             self.batch.counter(f"errors.{type(payload).__name__}").increment()
 
     def on_child_span_created(self, span: Span) -> None:

@@ -303,13 +303,9 @@ def tracing_client_from_config(
         source = "OTEL_TRACES_EXPORTER"
         exporter = _parse_env(environ, "OTEL_TRACES_EXPORTER", _first_exporter_name)
     if exporter is None:
-        if tracing.queue_name:
-            exporter, source = "sidecar", "tracing.queue_name"
-        elif tracing.endpoint:
-            exporter, source = "zipkin", "tracing.endpoint"
-        else:
-            exporter = "console" if log_if_unconfigured else "none"
-            source = "log_if_unconfigured"
+        exporter, source = _legacy_exporter(
+            tracing.queue_name, tracing.endpoint, log_if_unconfigured
+        )
 
     timeout = _parse(
         raw_config, "tracing.exporter.timeout", config.Optional(_seconds, DEFAULT_EXPORT_TIMEOUT)
@@ -363,6 +359,18 @@ def tracing_client_from_config(
     )
 
 
+def _legacy_exporter(
+    queue_name: str | None, endpoint: str | None, log_if_unconfigured: bool
+) -> tuple[str, str]:
+    """The exporter the 0.28 options choose, and the option that chose it: a queue name
+    selects the sidecar, else an endpoint Zipkin, else spans are printed or discarded."""
+    if queue_name:
+        return "sidecar", "tracing.queue_name"
+    if endpoint:
+        return "zipkin", "tracing.endpoint"
+    return ("console" if log_if_unconfigured else "none"), "log_if_unconfigured"
+
+
 def make_client(
     service_name: str,
     tracing_endpoint: config.EndpointConfiguration | str | None = None,
@@ -394,12 +402,7 @@ def make_client(
         endpoint = _zipkin_endpoint(endpoint)
     if tracing_queue_name:
         _queue_name(tracing_queue_name)
-        exporter, source = "sidecar", "tracing.queue_name"
-    elif endpoint:
-        exporter, source = "zipkin", "tracing.endpoint"
-    else:
-        exporter = "console" if log_if_unconfigured else "none"
-        source = "log_if_unconfigured"
+    exporter, source = _legacy_exporter(tracing_queue_name, endpoint, log_if_unconfigured)
     return TracingClient(
         service_name=service_name,
         sample_rate=sample_rate,
