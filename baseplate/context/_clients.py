@@ -46,8 +46,6 @@ def parse_prefixed(
 
 
 def _as_text(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
