@@ -77,9 +77,7 @@ class CassandraContextFactory(ContextFactory):
 
     def make_object_for_context(self, name: str, server_span: Span) -> CassandraSessionAdapter:
         """Return a :class:`CassandraSessionAdapter` for this request."""
-        return CassandraSessionAdapter(
-            name, server_span, self.session, self.prepared_statements
-        )
+        return CassandraSessionAdapter(name, server_span, self.session, self.prepared_statements)
 
 
 class CQLMapperContextFactory(CassandraContextFactory):

@@ -277,6 +277,7 @@ class MessageQueue:
         """Delete the queue from the redis server (using it again recreates it)."""
         self.client.delete(self.queue)
 
+
 __all__ = [
     "MessageQueue",
     "MonitoredPipeline",

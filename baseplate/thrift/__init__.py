@@ -23,7 +23,6 @@ for _module in (BaseplateService, constants, ttypes):
     sys.modules[__name__ + "." + _module.__name__.rsplit(".", 1)[1]] = _module
 
 
-
 def _context_processor(handler: Any) -> Any:
     """``BaseplateService.ContextProcessor(handler)``: the processor 0.28's compiler generated,
     i.e. :class:`~baseplate.integration.thrift.ContextProcessor` around the generated one."""
