@@ -392,6 +392,33 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
+def _tool_parser(program: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """The command line ``baseplate-script`` and ``baseplate-tshell`` share: ``CONFIG``,
+    ``--app-name`` and ``--debug``."""
+    parser = argparse.ArgumentParser(prog=program, description=description, epilog=epilog)
+    parser.add_argument("config_file", metavar="CONFIG", help="path to the INI configuration file")
+    parser.add_argument(
+        "--app-name",
+        default="main",
+        metavar="NAME",
+        help="use the [app:NAME] section (default: main)",
+    )
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG level instead of INFO")
+    return parser
+
+
+def _load_tool_config(args: argparse.Namespace) -> Configuration:
+    """Read the ``[app:NAME]`` configuration of a :func:`_tool_parser` command line and log to
+    stderr (stdout is the tool's); the working directory joins the import path.
+
+    :raises ConfigFileError: the file, its app section or its logging sections cannot be used.
+    """
+    sys.path.append(os.getcwd())
+    config = read_config(args.config_file, server_name=None, app_name=args.app_name)
+    configure_logging(config, args.debug, stream=sys.stderr)
+    return config
+
+
 def fail(program: str, message: str) -> NoReturn:
     """End a command: ``<program>: error: <message>`` on stderr, exit status 1."""
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)

@@ -17,17 +17,16 @@ file has logging sections. Pending spans are exported before the command exits.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from baseplate.server import (
     ConfigFileError,
     _load_factory,
-    configure_logging,
+    _load_tool_config,
+    _tool_parser,
     fail,
     flush_telemetry,
-    read_config,
 )
 
 PROGRAM = "baseplate-script"
@@ -35,34 +34,24 @@ PROGRAM = "baseplate-script"
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     """Parse ``baseplate-script``'s command line."""
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
+    parser = _tool_parser(
+        PROGRAM,
         description="Run a Python function with the application's configuration loaded.",
         epilog="The function is called with the [app:NAME] section as a dict of strings.",
     )
-    parser.add_argument("config_file", metavar="CONFIG", help="path to the INI configuration file")
     parser.add_argument(
         "entrypoint",
         metavar="module:function",
         help="the function to call, e.g. my_service.models:create_schema",
     )
-    parser.add_argument(
-        "--app-name",
-        default="main",
-        metavar="NAME",
-        help="use the [app:NAME] section (default: main)",
-    )
-    parser.add_argument("--debug", action="store_true", help="log at DEBUG level instead of INFO")
     return parser.parse_args(args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run ``baseplate-script``."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    sys.path.append(os.getcwd())
     try:
-        config = read_config(args.config_file, server_name=None, app_name=args.app_name)
-        configure_logging(config, args.debug, stream=sys.stderr)
+        config = _load_tool_config(args)
     except ConfigFileError as exc:
         fail(PROGRAM, str(exc))
     try:

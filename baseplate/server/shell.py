@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import code
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,11 +34,11 @@ from typing import Any
 from baseplate.server import (
     ConfigFileError,
     _load_factory,
-    configure_logging,
+    _load_tool_config,
+    _tool_parser,
     fail,
     flush_telemetry,
     make_app,
-    read_config,
 )
 
 PROGRAM = "baseplate-tshell"
@@ -47,22 +46,14 @@ PROGRAM = "baseplate-tshell"
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     """Parse ``baseplate-tshell``'s command line."""
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
+    parser = _tool_parser(
+        PROGRAM,
         description=(
             "Open an interactive Python shell with the application and a context object "
             "(with a live server span) loaded."
         ),
         epilog="A [tshell] section's 'setup = module:function' can add variables.",
     )
-    parser.add_argument("config_file", metavar="CONFIG", help="path to the INI configuration file")
-    parser.add_argument(
-        "--app-name",
-        default="main",
-        metavar="NAME",
-        help="use the [app:NAME] section (default: main)",
-    )
-    parser.add_argument("--debug", action="store_true", help="log at DEBUG level instead of INFO")
     return parser.parse_args(args)
 
 
@@ -107,10 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from baseplate.core import RequestContext
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    sys.path.append(os.getcwd())
     try:
-        config = read_config(args.config_file, server_name=None, app_name=args.app_name)
-        configure_logging(config, args.debug, stream=sys.stderr)
+        config = _load_tool_config(args)
         try:
             app = make_app(config.app)
         except ConfigurationError as exc:
