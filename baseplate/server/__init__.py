@@ -202,6 +202,26 @@ def _load_factory(spec: str, default_name: str | None = None) -> Any:
     return target
 
 
+def _section_factory(section: dict[str, str], default_name: str, expected: str) -> Any:
+    """The callable named by a section's ``factory`` option (``expected`` describes it when the
+    option is missing).
+
+    :raises baseplate.config.ConfigurationError: naming ``factory``.
+    """
+    from baseplate.config import ConfigurationError
+
+    factory_name = section.get("factory")
+    if not factory_name:
+        raise ConfigurationError("factory", f"required option is missing ({expected})")
+    try:
+        factory = _load_factory(factory_name, default_name=default_name)
+    except ValueError as exc:
+        raise ConfigurationError("factory", exc)
+    if not callable(factory):
+        raise ConfigurationError("factory", f"{factory_name!r} is not callable")
+    return factory
+
+
 def make_app(app_config: dict[str, str]) -> Any:
     """Build the application: call the ``factory`` of the app section with the whole section
     (``factory`` included) as a dict of strings.
@@ -209,17 +229,7 @@ def make_app(app_config: dict[str, str]) -> Any:
     :raises baseplate.config.ConfigurationError: naming ``factory`` when it is missing or
         cannot be loaded (the factory's own configuration errors propagate too).
     """
-    from baseplate.config import ConfigurationError
-
-    factory_name = app_config.get("factory")
-    if not factory_name:
-        raise ConfigurationError("factory", "required option is missing (module:callable)")
-    try:
-        factory = _load_factory(factory_name, default_name="make_app")
-    except ValueError as exc:
-        raise ConfigurationError("factory", exc)
-    if not callable(factory):
-        raise ConfigurationError("factory", f"{factory_name!r} is not callable")
+    factory = _section_factory(app_config, "make_app", "module:callable")
     return factory(dict(app_config))
 
 
@@ -229,19 +239,7 @@ def make_server(server_config: dict[str, str], listener: socket.socket, app: Any
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
-    from baseplate.config import ConfigurationError
-
-    factory_name = server_config.get("factory")
-    if not factory_name:
-        raise ConfigurationError(
-            "factory", "required option is missing (baseplate.server.thrift or .wsgi)"
-        )
-    try:
-        factory = _load_factory(factory_name, default_name="make_server")
-    except ValueError as exc:
-        raise ConfigurationError("factory", exc)
-    if not callable(factory):
-        raise ConfigurationError("factory", f"{factory_name!r} is not callable")
+    factory = _section_factory(server_config, "make_server", "baseplate.server.thrift or .wsgi")
     return factory(server_config, listener, app)
 
 
