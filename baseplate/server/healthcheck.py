@@ -16,7 +16,8 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from baseplate.config import Endpoint, EndpointConfiguration
+from baseplate.config import EndpointConfiguration
+from baseplate.server import _endpoint
 
 PROGRAM = "baseplate-healthcheck"
 #: Seconds allowed for connecting, and for each read or write.
@@ -140,13 +141,6 @@ CHECKERS: dict[str, Callable[[EndpointConfiguration, float], None]] = {
     "thrift": check_thrift_service,
     "wsgi": check_http_service,
 }
-
-
-def _endpoint(text: str) -> EndpointConfiguration:
-    try:
-        return Endpoint(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
 
 
 def _timeout(text: str) -> float:
