@@ -16,9 +16,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import trace
-from opentelemetry.context import _RUNTIME_CONTEXT as _runtime
-from opentelemetry.context import Context, create_key, get_value, set_value
+from opentelemetry.context import Context, create_key, get_current, get_value, set_value
 from opentelemetry.context import attach as _attach
+
+from otel_bridge import _sdk
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +37,22 @@ def activate(span: trace.Span) -> object:
 def deactivate(token: object) -> None:
     """Undo :func:`activate`; a token from another context is ignored instead of logged."""
     try:
-        _runtime.detach(token)  # type: ignore[arg-type]
+        _sdk.detach(token)
     except Exception:
         logger.debug("span ended outside the context it was activated in")
 
 
+# -- context keys: every key the bridge stores in an OpenTelemetry context ---------------
+
 #: Context key of the raw Edge-Request header bytes of the request being handled.
 EDGE_REQUEST_KEY = create_key("baseplate-edge-request")
+#: Context key holding the upstream parent span id of a span extracted from baseplate headers.
+UPSTREAM_PARENT_KEY = create_key("baseplate-upstream-parent-id")
+#: Context key set when B3 headers carried no sampling state (B3's "deferred"): the caller
+#: did not decide, so ``tracing.sample_rate`` does.
+SAMPLING_UNDECIDED_KEY = create_key("baseplate-sampling-undecided")
+# opentelemetry-instrumentation checks this plain-string key as well as the API's key.
+_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
 
 
 def set_edge_request(header: bytes | None) -> None:
@@ -55,6 +65,27 @@ def edge_request(context: Context | None = None) -> bytes | None:
     """The Edge-Request header bytes in force in ``context`` (default: the current one)."""
     value = get_value(EDGE_REQUEST_KEY, context)
     return value if isinstance(value, bytes) else None
+
+
+def suppress_instrumentation() -> object:
+    """Make the current context suppress OpenTelemetry instrumentation (no spans are made
+    for what runs in it); return the token to pass to :func:`deactivate`."""
+    ctx = set_value(_sdk.SUPPRESS_INSTRUMENTATION_KEY, True, get_current())
+    ctx = set_value(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN, True, ctx)
+    return _attach(ctx)
+
+
+class instrumentation_suppressed:
+    """``with instrumentation_suppressed():`` runs the block with instrumentation suppressed
+    (exporters use it, so that sending spans makes no spans)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = suppress_instrumentation()
+
+    def __exit__(self, *exc_info: object) -> None:
+        deactivate(self._token)
 
 
 def ending_exc_info() -> ExcInfo | None:

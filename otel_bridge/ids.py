@@ -15,14 +15,21 @@ from typing import NamedTuple
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import TraceState
 
-_getrandbits = random.getrandbits
+#: Span and parent ids are below this bound (64 bits, as every baseplate parses them).
+SPAN_ID_LIMIT = 2**64
+#: Trace ids are below this bound (128 bits; new ones are 64-bit).
+TRACE_ID_LIMIT = 2**128
 
 
 def new_id() -> int:
-    """Return a random non-zero 64-bit id."""
-    value = _getrandbits(64)
+    """Return a random non-zero 64-bit id.
+
+    ``random.getrandbits`` is looked up at each call, so a test that patches it (as
+    baseplate 0.28 test suites do to pin ids) gets the ids it asked for.
+    """
+    value = random.getrandbits(64)
     while not value:
-        value = _getrandbits(64)
+        value = random.getrandbits(64)
     return value
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.context import Context, create_key, get_value, set_value
+from opentelemetry.context import Context, get_value, set_value
 from opentelemetry.propagators.textmap import (
     CarrierT,
     Getter,
@@ -48,7 +48,8 @@ from opentelemetry.propagators.textmap import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_bridge.context import edge_request
+from otel_bridge.context import SAMPLING_UNDECIDED_KEY, UPSTREAM_PARENT_KEY, edge_request
+from otel_bridge.ids import SPAN_ID_LIMIT, TRACE_ID_LIMIT
 from otel_bridge.semconv import FLAG_DEBUG, TRACE_STATE_FLAGS, flags_from_trace_state
 
 try:
@@ -63,14 +64,8 @@ EDGE_REQUEST_HTTP_HEADER = "X-Edge-Request"
 #: THeader header carrying the raw Edge-Request bytes.
 EDGE_REQUEST_THRIFT_HEADER = "Edge-Request"
 
-#: Context key holding the upstream parent span id of a span extracted from baseplate headers.
-UPSTREAM_PARENT_KEY = create_key("baseplate-upstream-parent-id")
-#: Context key set when B3 headers carried no sampling state (B3's "deferred"): the caller
-#: did not decide, so ``tracing.sample_rate`` does.
-SAMPLING_UNDECIDED_KEY = create_key("baseplate-sampling-undecided")
-
-_MAX_64 = 2**64
-_MAX_128 = 2**128
+_MAX_64 = SPAN_ID_LIMIT
+_MAX_128 = TRACE_ID_LIMIT
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 # Precedence when formats disagree: lower wins.

@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
 from opentelemetry.util.types import Attributes
 
-from otel_bridge.ids import current_preset
-from otel_bridge.propagation import SAMPLING_UNDECIDED_KEY
+from otel_bridge.context import SAMPLING_UNDECIDED_KEY
+from otel_bridge.ids import SPAN_ID_LIMIT, current_preset
 from otel_bridge.semconv import FLAG_DEBUG, flags_from_trace_state
 
-_MAX_64 = 2**64
+_MAX_64 = SPAN_ID_LIMIT
 DEFAULT_SAMPLE_RATE = 0.1
 
 

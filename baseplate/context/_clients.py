@@ -17,14 +17,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_current, set_value
-from opentelemetry.context import attach as _attach
-
 from baseplate import config
-from otel_bridge.context import deactivate
-
-# opentelemetry-instrumentation checks this plain-string key as well as the API's key.
-_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
+from otel_bridge.context import deactivate, suppress_instrumentation
 
 
 def parse_prefixed(
@@ -69,14 +63,6 @@ def vendor_instrumentation_active(module_name: str, instrumentor_name: str) -> b
         return bool(instrumentor_class().is_instrumented_by_opentelemetry)
     except Exception:
         return False
-
-
-def suppress_instrumentation() -> object:
-    """Make the current context suppress vendor instrumentation; return the token to
-    pass to :func:`restore_instrumentation`."""
-    ctx = set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, get_current())
-    ctx = set_value(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN, True, ctx)
-    return _attach(ctx)
 
 
 def restore_instrumentation(token: object) -> None:

@@ -1,0 +1,61 @@
+"""The ``OTEL_*`` environment variables baseplate honours, read in one place.
+
+The names are the OpenTelemetry SDK's own (``opentelemetry.sdk.environment_variables``);
+every read of one goes through :func:`get` so that the rule "blank means unset" holds
+everywhere, and tests can pass a mapping instead of ``os.environ``. Which value wins when the
+INI file also sets one is decided by the code reading it and written down in
+``docs/operations.rst``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from opentelemetry.environment_variables import OTEL_PROPAGATORS, OTEL_TRACES_EXPORTER
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_ZIPKIN_ENDPOINT,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_SDK_DISABLED,
+    OTEL_SERVICE_NAME,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+)
+
+Environ = Mapping[str, str]
+
+
+def get(name: str, environ: Environ | None = None) -> str | None:
+    """The value of the variable ``name`` with surrounding blanks removed; None when it is
+    unset or blank. ``environ`` replaces ``os.environ``."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    value = value.strip()
+    return value or None
+
+
+def is_set(name: str, environ: Environ | None = None) -> bool:
+    """Whether the variable ``name`` has a non-blank value."""
+    return get(name, environ) is not None
+
+
+__all__ = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+    "OTEL_PROPAGATORS",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "Environ",
+    "get",
+    "is_set",
+]
