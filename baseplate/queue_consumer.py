@@ -25,7 +25,7 @@ from kombu.message import Message
 from kombu.mixins import ConsumerMixin
 from opentelemetry.context import Context
 
-from baseplate.core import RequestContext, TraceInfo, trace_info_from_context
+from baseplate._span import RequestContext, TraceInfo, trace_info_from_context
 from otel_bridge.propagation import case_insensitive_getter, http_propagator
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 #: The API's context key that makes instrumentations create no spans.
-SUPPRESS_INSTRUMENTATION_KEY: str = _context._SUPPRESS_INSTRUMENTATION_KEY  # type: ignore[attr-defined]
+SUPPRESS_INSTRUMENTATION_KEY: str = _context._SUPPRESS_INSTRUMENTATION_KEY
 
-_runtime_context: Any = _context._RUNTIME_CONTEXT  # type: ignore[attr-defined]
+_runtime_context: Any = _context._RUNTIME_CONTEXT
 
 
 def detach(token: object) -> None:
@@ -49,4 +49,4 @@ def span_processors(provider: TracerProvider) -> Sequence[SpanProcessor]:
 
 def update_resource(provider: TracerProvider, resource: Resource) -> None:
     """Merge ``resource`` into the provider's resource, for tracers already made too."""
-    provider._update_resource(resource)  # type: ignore[attr-defined]
+    provider._update_resource(resource)

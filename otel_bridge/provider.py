@@ -5,58 +5,93 @@ its processors to that provider instead of replacing it. Otherwise the bridge in
 provider with baseplate's sampler and 64-bit id generator. Either way baseplate's own tracer
 uses baseplate's sampler and id generator, so baseplate spans keep their documented ids and
 sampling rules. Set-up is idempotent.
+
+What baseplate keeps about a provider (the processors it added, the sampler of its spans,
+its tracer) lives in a :class:`ProviderState`, held in a weak mapping keyed by the provider
+(:func:`state_of`): nothing is stored on the SDK's objects, and a provider that goes away
+takes its state with it.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+import weakref
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
+from otel_bridge import _sdk, environment
 from otel_bridge.ids import BaseplateIdGenerator
 from otel_bridge.sampling import BaseplateSampler
 from otel_bridge.semconv import TRACER_NAME
 
-_lock = threading.Lock()
-_sampler = BaseplateSampler()
+#: ``service.name`` of a provider installed before anything named the service.
+UNKNOWN_SERVICE = "unknown_service"
+
+_lock = threading.RLock()
 _id_generator = BaseplateIdGenerator()
 
 
-def default_sampler() -> BaseplateSampler:
-    """The process-wide sampler shared by baseplate spans and a provider we installed."""
-    return _sampler
+@dataclass
+class ProviderState:
+    """What baseplate keeps about one tracer provider."""
+
+    #: Samples spans of the baseplate tracer that start a trace without a server span's
+    #: decision (and, on a provider baseplate installed, vendor spans that start one).
+    #: Server spans are decided by their :class:`~baseplate.core.Baseplate`'s own sampler.
+    sampler: BaseplateSampler = field(default_factory=BaseplateSampler)
+    #: The span processors baseplate added, in order.
+    processors: list[SpanProcessor] = field(default_factory=list)
+    #: Whether baseplate installed the provider (rather than adopting someone else's).
+    installed: bool = False
+    tracer: trace.Tracer | None = None
+
+
+_states: weakref.WeakKeyDictionary[TracerProvider, ProviderState] = weakref.WeakKeyDictionary()
+
+
+def state_of(provider: TracerProvider) -> ProviderState:
+    """The state baseplate keeps about ``provider`` (made, and the provider adopted, on
+    first use)."""
+    state = _states.get(provider)
+    if state is not None:
+        return state
+    with _lock:
+        state = _states.get(provider)
+        if state is None:
+            state = _states[provider] = ProviderState()
+            _adopt(provider)
+        return state
 
 
 def ensure_provider(service_name: str | None = None) -> TracerProvider:
     """Return the global SDK tracer provider, installing one if none is installed yet."""
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
+        state_of(current)
         if service_name:
             set_service_name(current, service_name)
-        _adopt(current)
         return current
     with _lock:
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             return current
-        name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+        state = ProviderState(installed=True)
+        name = service_name or environment.get(environment.OTEL_SERVICE_NAME) or UNKNOWN_SERVICE
         provider = TracerProvider(
-            sampler=_sampler,
+            sampler=state.sampler,
             id_generator=_id_generator,
             resource=Resource.create({SERVICE_NAME: name}),
         )
+        _states[provider] = state
         trace.set_tracer_provider(provider)
         from otel_bridge.propagation import install_default_propagator
 
         install_default_propagator()
         return provider
-
-
-_adopted: set[int] = set()
 
 
 def _adopt(provider: TracerProvider) -> None:
@@ -68,17 +103,14 @@ def _adopt(provider: TracerProvider) -> None:
     send the headers legacy baseplate services read. Likewise the SDK's default id generator
     (128-bit trace ids) gives way to baseplate's, so traces a vendor instrumentation starts
     (its WSGI server span) have the 64-bit ids legacy peers parse; a custom generator is kept.
+    Only the global provider is adopted: a provider made for a test stays as it was made.
     """
-    if id(provider) in _adopted:
+    if provider is not trace.get_tracer_provider():
         return
-    with _lock:
-        if id(provider) in _adopted:
-            return
-        _adopted.add(id(provider))
-        current: IdGenerator = provider.id_generator
-        if type(current) is RandomIdGenerator:
-            provider.id_generator = _id_generator  # type: ignore[assignment]
-    if not os.environ.get("OTEL_PROPAGATORS"):
+    current: IdGenerator = provider.id_generator
+    if type(current) is RandomIdGenerator:
+        provider.id_generator = _id_generator  # type: ignore[assignment]
+    if not environment.is_set(environment.OTEL_PROPAGATORS):
         from otel_bridge.propagation import install_default_propagator
 
         install_default_propagator()
@@ -90,22 +122,17 @@ def set_service_name(provider: TracerProvider, service_name: str) -> None:
     Tracers made afterwards carry the new resource; a name set by ``OTEL_SERVICE_NAME`` or
     ``OTEL_RESOURCE_ATTRIBUTES`` is kept.
     """
-    resource = provider.resource
-    current = resource.attributes.get(SERVICE_NAME)
-    if current and not str(current).startswith("unknown_service"):
+    current = provider.resource.attributes.get(SERVICE_NAME)
+    if current and not str(current).startswith(UNKNOWN_SERVICE):
         return
-    named = Resource({SERVICE_NAME: service_name})
-    update = getattr(provider, "_update_resource", None)
-    if update is not None:  # also renames the tracers made so far
-        update(named)
-    else:
-        provider._resource = resource.merge(named)
+    _sdk.update_resource(provider, Resource({SERVICE_NAME: service_name}))
 
 
-def baseplate_tracer(
-    provider: TracerProvider, sampler: BaseplateSampler | None = None
-) -> trace.Tracer:
-    """Return a tracer for baseplate spans on ``provider`` with baseplate's sampling and ids."""
+def baseplate_tracer(provider: TracerProvider) -> trace.Tracer:
+    """The tracer of baseplate spans on ``provider``, with baseplate's sampling and ids."""
+    state = state_of(provider)
+    if state.tracer is not None:
+        return state.tracer
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -114,19 +141,43 @@ def baseplate_tracer(
         package_version = None
     tracer = provider.get_tracer(TRACER_NAME, package_version)
     if isinstance(tracer, Tracer):
-        tracer.sampler = sampler or _sampler
+        # The SDK gives every caller asking for this scope the same tracer; its sampler
+        # honours the decision each server span brings (see BaseplateSampler), so one
+        # tracer serves every Baseplate on the provider, whatever their sample rates.
+        tracer.sampler = state.sampler
         tracer.id_generator = _id_generator
+    state.tracer = tracer
     return tracer
 
 
-def add_span_processor(provider: TracerProvider, processor: SpanProcessor) -> None:
-    """Add ``processor`` to ``provider`` unless it was added before."""
+def add_span_processor(provider: TracerProvider, processor: SpanProcessor) -> bool:
+    """Add ``processor`` to ``provider`` unless it was added before; whether it was added."""
+    state = state_of(provider)
     with _lock:
-        added = getattr(provider, "_baseplate_processors", None)
-        if added is None:
-            added = []
-            provider._baseplate_processors = added  # type: ignore[attr-defined]
-        if any(existing is processor for existing in added):
-            return
-        added.append(processor)
+        if any(existing is processor for existing in state.processors):
+            return False
+        state.processors.append(processor)
     provider.add_span_processor(processor)
+    return True
+
+
+def exports_on_its_own(provider: TracerProvider) -> bool:
+    """Whether ``provider`` runs span processors that baseplate did not add (those that
+    ``opentelemetry-instrument`` set up from ``OTEL_TRACES_EXPORTER``, for example)."""
+    ours = state_of(provider).processors
+    return any(
+        all(processor is not mine for mine in ours)
+        for processor in _sdk.span_processors(provider)
+    )
+
+
+__all__ = [
+    "UNKNOWN_SERVICE",
+    "ProviderState",
+    "add_span_processor",
+    "baseplate_tracer",
+    "ensure_provider",
+    "exports_on_its_own",
+    "set_service_name",
+    "state_of",
+]

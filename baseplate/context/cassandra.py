@@ -25,7 +25,7 @@ from cassandra.query import BatchStatement, BoundStatement, PreparedStatement, S
 from baseplate import config
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate.core import Span
+from baseplate._span import Span
 
 
 def cluster_from_config(

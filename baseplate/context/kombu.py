@@ -21,7 +21,7 @@ from kombu.pools import Producers
 from baseplate import config
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate.core import Span
+from baseplate._span import Span
 from otel_bridge.propagation import http_propagator
 
 logger = logging.getLogger(__name__)

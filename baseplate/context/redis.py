@@ -26,7 +26,7 @@ from baseplate.context._clients import (
     vendor_instrumentation_active,
     vendor_suppressed,
 )
-from baseplate.core import Span
+from baseplate._span import Span
 
 _VENDOR = ("opentelemetry.instrumentation.redis", "RedisInstrumentor")
 

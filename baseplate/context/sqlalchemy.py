@@ -38,7 +38,7 @@ from baseplate.context._clients import (
     suppress_instrumentation,
     vendor_instrumentation_active,
 )
-from baseplate.core import ServerSpan, Span, SpanObserver
+from baseplate._span import ServerSpan, Span, SpanObserver
 
 logger = logging.getLogger(__name__)
 

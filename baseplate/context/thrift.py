@@ -35,7 +35,7 @@ from baseplate.thrift_pool import ThriftConnectionPool, is_declared_exception
 from otel_bridge.propagation import thrift_propagator, thrift_setter
 
 if TYPE_CHECKING:
-    from baseplate.core import Span
+    from baseplate._span import Span
 
 logger = logging.getLogger(__name__)
 

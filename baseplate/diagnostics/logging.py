@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
+from baseplate._span import BaseplateObserver, ServerSpan, ServerSpanObserver
 
 if TYPE_CHECKING:
     from baseplate.core import Baseplate

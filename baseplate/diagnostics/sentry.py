@@ -4,12 +4,12 @@
 ``Baseplate.configure_error_reporting(client)`` (see :func:`install`) accepts that client, or
 the ``sentry_sdk`` module / a sentry-sdk client after ``sentry_sdk.init(...)``. Unexpected
 exceptions that end a server span are reported with the trace id and the span's tags, by
-:class:`exporters.sentry.SentrySpanProcessor` (or, for a :class:`SentryBaseplateObserver`
-registered by hand as in 0.28, by the observer itself); the client is also the ``sentry``
-attribute of the context object for the application's own events. With raven, as in 0.28,
-the client's context during a request holds the ``trace_id`` tag, the server span's tags
-(``http.*`` ones in the request interface) and its logs as breadcrumbs, for the reports and
-the application's events alike; it is cleared when the request ends.
+:class:`exporters.sentry.SentrySpanProcessor`, whether the :class:`SentryBaseplateObserver`
+was registered by ``configure_error_reporting`` or by hand as in 0.28; the client is also
+the ``sentry`` attribute of the context object for the application's own events. With
+raven, as in 0.28, the client's context during a request holds the ``trace_id`` tag, the
+server span's tags (``http.*`` ones in the request interface) and its logs as breadcrumbs,
+for the reports and the application's events alike; it is cleared when the request ends.
 
 Sentry being down never slows or fails a request: raven sends from a background thread whose
 queue is bounded (:data:`MAX_QUEUED_EVENTS`; further events are dropped and counted).
@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
-from exporters.sentry import SentrySpanProcessor, report_details
+from baseplate._span import DiagnosticObserver, ServerSpan, ServerSpanObserver
+from exporters.sentry import SentrySpanProcessor
 from otel_bridge.context import ExcInfo
 
 if TYPE_CHECKING:
@@ -155,12 +155,7 @@ def _reporter_for(client: Any) -> Any:
         def report_with_raven(
             exc_info: ExcInfo, tags: Mapping[str, str], extra: Mapping[str, Any]
         ) -> None:
-            try:
-                client.captureException(exc_info=exc_info, tags=dict(tags), extra=dict(extra))
-            finally:
-                if _has_raven_context(client):
-                    # the request's context (see _RequestObserver) was kept for this report
-                    client.context.clear(deactivate=True)
+            client.captureException(exc_info=exc_info, tags=dict(tags), extra=dict(extra))
 
         return report_with_raven
 
@@ -179,33 +174,33 @@ def _reporter_for(client: Any) -> Any:
     return report_with_sentry_sdk
 
 
-class _RequestObserver(ServerSpanObserver):
-    """Watches one server span for the error reporter.
+class _RavenRequestScope:
+    """raven's (thread-local) context as the request's: opened by the span processor when
+    the server span starts, tagged with ``trace_id``, and cleared once the span has ended
+    and its error was reported, so the report carries it too."""
 
-    With raven, the client's (thread-local) context is the request's while the span runs:
-    tagged with ``trace_id``, the span's tags (``http.*`` tags go to the request interface)
-    and its logs as breadcrumbs, so the application's own events sent through
-    ``context.sentry`` carry them too. With ``report``, an exception ending the span is
-    reported from here (the observer was registered by hand, without the span processor);
-    otherwise the span processor reports it just after and clears the context then.
-    """
-
-    def __init__(self, client: Any, server_span: ServerSpan, report: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
-        self.server_span = server_span
-        self.report = report
-        self.raven = _has_raven_context(client)
+
+    def begin(self, trace_id: int, span_id: int) -> None:
+        self.client.context.clear()  # whatever a previous request may have left
+        self.client.context.activate()
+        self.client.tags_context({"trace_id": trace_id})
+
+    def end(self) -> None:
+        self.client.context.clear(deactivate=True)
+
+
+class _RequestObserver(ServerSpanObserver):
+    """Copies a server span's tags and logs into raven's context while the request runs:
+    ``http.*`` tags go to the request interface, the others to the tags, logs become
+    breadcrumbs. The application's own events sent through ``context.sentry`` carry them."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
         self.http: dict[str, Any] = {}
 
-    def on_start(self) -> None:
-        if self.raven:
-            self.client.context.clear()  # whatever a previous request may have left
-            self.client.context.activate()
-            self.client.tags_context({"trace_id": self.server_span.trace_id})
-
     def on_set_tag(self, key: str, value: Any) -> None:
-        if not self.raven:
-            return
         if key.startswith("http."):
             self.http[key[len("http.") :]] = value
             self.client.http_context(dict(self.http))
@@ -213,26 +208,10 @@ class _RequestObserver(ServerSpanObserver):
             self.client.tags_context({key: value})
 
     def on_log(self, name: str, payload: Any) -> None:
-        if self.raven:
-            self.client.captureBreadcrumb(category=name, data=payload)
-
-    def on_finish(self, exc_info: ExcInfo | None) -> None:
-        failed = exc_info is not None and exc_info[1] is not None
-        if failed and self.report is not None:
-            assert exc_info is not None
-            span = self.server_span
-            attributes = getattr(span.otel_span, "attributes", None)
-            tags, extra = report_details(span.trace_id, span.id, span.name, attributes)
-            try:
-                self.report(exc_info, tags, extra)
-            except Exception as exc:
-                logger.error("error report could not be sent: %s", exc)
-            return  # the reporter cleared the context
-        if self.raven and not failed:
-            self.client.context.clear(deactivate=True)
+        self.client.captureBreadcrumb(category=name, data=payload)
 
 
-class SentryBaseplateObserver(BaseplateObserver):
+class SentryBaseplateObserver(DiagnosticObserver):
     """Error reporting observer.
 
     This observer reports unexpected exceptions (those that end a server span) to Sentry.
@@ -243,16 +222,29 @@ class SentryBaseplateObserver(BaseplateObserver):
 
     :param raven: A configured ``raven.Client`` (or ``sentry_sdk`` after
         ``sentry_sdk.init(...)``).
-    :param report: Whether the observer sends the reports itself; ``configure_error_reporting``
-        passes False because its span processor sends them.
+
+    The reports are sent by a span processor (:attr:`processor`), installed on the
+    Baseplate's tracer provider when the observer is registered, by hand or by
+    ``configure_error_reporting``.
     """
 
-    def __init__(self, raven: Any, report: bool = True):
+    def __init__(self, raven: Any):
         self.client = raven
-        self.report = _reporter_for(raven) if report else None
+        self._raven_context = _has_raven_context(raven)
+        scope = _RavenRequestScope(raven) if self._raven_context else None
+        #: The span processor reporting this client's requests.
+        self.processor = SentrySpanProcessor(
+            _reporter_for(raven), scope=scope, announced_requests_only=True
+        )
+
+    def attach(self, baseplate: Baseplate) -> None:
+        """Install the error-reporting span processor on ``baseplate``'s tracer provider."""
+        baseplate.add_span_processor(self.processor)
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
-        server_span.register(_RequestObserver(self.client, server_span, self.report))
+        self.processor.announce(server_span.trace_id, server_span.id)
+        if self._raven_context:
+            server_span.register(_RequestObserver(self.client))
         context.sentry = self.client
 
 
@@ -262,8 +254,7 @@ def install(baseplate: Baseplate, client: Any) -> None:
         isinstance(o, SentryBaseplateObserver) and o.client is client for o in baseplate.observers
     ):
         return
-    baseplate.add_span_processor(SentrySpanProcessor(_reporter_for(client)))
-    baseplate.register(SentryBaseplateObserver(client, report=False))
+    baseplate.register(SentryBaseplateObserver(client))
 
 
 __all__ = ["SentryBaseplateObserver", "error_reporter_from_config", "install"]

@@ -37,7 +37,7 @@ import binascii
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from pyramid.config import Configurator
@@ -47,8 +47,11 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import EXCVIEW, MAIN
 
-from baseplate.core import Baseplate, ServerSpan, TraceInfo, trace_info_from_context
+from baseplate._span import ServerSpan, TraceInfo, trace_info_from_context
 from otel_bridge.propagation import http_propagator, wsgi_getter
+
+if TYPE_CHECKING:
+    from baseplate.core import Baseplate
 
 logger = logging.getLogger(__name__)
 

@@ -40,14 +40,17 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thrift.protocol.TProtocol import TProtocolBase
 from thrift.Thrift import TApplicationException, TException, TMessageType, TProcessor, TType
 from thrift.transport.TTransport import TTransportException
 
-from baseplate.core import Baseplate, RequestContext, TraceInfo, trace_info_from_context
+from baseplate._span import RequestContext, TraceInfo, trace_info_from_context
 from otel_bridge.propagation import thrift_getter, thrift_propagator
+
+if TYPE_CHECKING:
+    from baseplate.core import Baseplate
 
 _log = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ import baseplate.diagnostics.sentry
 import baseplate.diagnostics.tracing
 import baseplate.metrics
 from baseplate.core import Baseplate, RequestContext
-from otel_bridge.provider import default_sampler
 from tests.statsd_helpers import UDPReceiver
 
 from . import reddit_peer_diagnostics as drivers
@@ -151,8 +150,6 @@ def both() -> Iterator[dict[str, Any]]:
         side: posix_ipc.MessageQueue(path, posix_ipc.O_CREX, max_messages=10, max_message_size=8192)
         for side, path in names.items()
     }
-    sampler = default_sampler()
-    rate = sampler.sample_rate
     try:
         results: dict[str, Any] = {}
         total = sum(EXPECTED_EVENTS.values())
@@ -175,7 +172,6 @@ def both() -> Iterator[dict[str, Any]]:
             }
         yield results
     finally:
-        sampler.sample_rate = rate
         receiver.shutdown()
         receiver.server_close()
         statsd.close()

@@ -57,7 +57,6 @@ from baseplate.events import Event, EventQueue, FieldKind, serialize_v1_event, s
 from baseplate.events.publisher import sign_payload
 from baseplate.thrift.gen.baseplate.ttypes import Loid, Request, Session
 from otel_bridge import propagation
-from otel_bridge.provider import default_sampler
 
 from .conftest import PEER_PYTHON, run_peer_script
 
@@ -584,8 +583,6 @@ class TraceExchange:
 
 def record_our_request(queue_name: str) -> list[ReadableSpan]:
     """Handle one debug-flagged request with our baseplate exporting to the sidecar queue."""
-    sampler = default_sampler()
-    rate = sampler.sample_rate
     provider = TracerProvider()
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -615,7 +612,6 @@ def record_our_request(queue_name: str) -> list[ReadableSpan]:
         return list(memory.get_finished_spans())
     finally:
         provider.shutdown()
-        sampler.sample_rate = rate
         propagation.configure_propagators(None)
 
 

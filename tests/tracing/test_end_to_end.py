@@ -19,7 +19,6 @@ from baseplate.core import Baseplate, RequestContext, TraceInfo
 from baseplate.diagnostics.tracing import TraceBaseplateObserver, tracing_client_from_config
 from exporters.sidecar import trace_queue_path
 from otel_bridge import propagation
-from otel_bridge.provider import default_sampler
 
 from .conftest import Receiver
 
@@ -28,11 +27,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def process_wide_settings() -> Iterator[None]:
-    """Restore what configure_tracing changes for the whole process: sampler and propagators."""
-    sampler = default_sampler()
-    rate = sampler.sample_rate
+    """Restore what configure_tracing changes for the whole process: the propagators."""
     yield
-    sampler.sample_rate = rate
     propagation.configure_propagators(None)
 
 

@@ -19,7 +19,7 @@ from pymemcache.client.base import PooledClient
 from baseplate import config
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate.core import Span
+from baseplate._span import Span
 
 #: Longest ``keys`` tag written for multi-key calls (the count is always exact).
 _MAX_KEYS_TAG = 100

@@ -9,422 +9,40 @@ Only sampled spans are exported. Vendor (auto-instrumentation) spans on the same
 exported with baseplate's, so a request is one trace tree in the backend; Zipkin marks them
 with an ``otel.scope.name`` tag.
 
-Configuration (``[app:main]``)::
-
-    tracing.service_name = my_service       ; required
-    tracing.sample_rate = 37%               ; or 0.37; new traces only (default 10%)
-    tracing.exporter = zipkin               ; zipkin | otlp | sidecar | console | none
-    tracing.exporter.endpoint = http://zipkin:9411
-    tracing.exporter.timeout = 5 seconds    ; per network operation (default 5 s)
-    tracing.propagators = baseplate, tracecontext, b3multi
-    tracing.queue_name = main               ; sidecar: spans go to /traces-main
-    tracing.endpoint = zipkin:9411          ; legacy: Zipkin host:port
-    tracing.max_span_queue_size = 50000     ; spans waiting for export (then dropped)
-    tracing.span_batch_interval = 500 milliseconds  ; or seconds as a number
-    tracing.num_span_workers = 5            ; accepted for compatibility (one worker)
-    tracing.num_conns = 100                 ; accepted for compatibility (one connection)
-
-Which exporter, in order of precedence:
-
-1. ``tracing.exporter``;
-2. ``OTEL_TRACES_EXPORTER`` (its first entry);
-3. the legacy keys: ``sidecar`` when ``tracing.queue_name`` is set, else ``zipkin`` when
-   ``tracing.endpoint`` is set;
-4. ``console`` when ``log_if_unconfigured`` is true, else ``none``.
-
-When only ``OTEL_TRACES_EXPORTER`` chose it and the tracer provider already has exporting
-processors of its own (``opentelemetry-instrument`` set them up from that same variable),
-baseplate adds no exporter of its own, so spans are not sent twice.
-
-Where it sends, again an explicit INI key first, then the standard variables, then defaults:
-
-* zipkin: ``tracing.exporter.endpoint``, ``tracing.endpoint``,
-  ``OTEL_EXPORTER_ZIPKIN_ENDPOINT``, ``http://localhost:9411/api/v2/spans``. ``host:port``
-  and URLs without a path post to ``/api/v2/spans``; a URL with a path is used as given.
-* otlp (HTTP/protobuf): ``tracing.exporter.endpoint`` (``/v1/traces`` appended when it has
-  no path), ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (as given),
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` appended), ``http://localhost:4318/v1/traces``.
-  Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``.
-* sidecar: ``tracing.queue_name`` (required).
-
-The sample rate is ``tracing.sample_rate``, else ``OTEL_TRACES_SAMPLER_ARG`` when
-``OTEL_TRACES_SAMPLER`` is ``traceidratio`` or ``parentbased_traceidratio``, else 10%.
-Propagators are ``tracing.propagators``, else left to ``OTEL_PROPAGATORS`` / the defaults of
-``otel_bridge.propagation``. A bad value raises :class:`baseplate.config.ConfigurationError`
-naming the key or variable.
+The configuration keys and ``OTEL_*`` variables are read by :mod:`.config`
+(:func:`tracing_client_from_config`, documented there).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
-import os
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace.export import SpanExporter
-
-from baseplate import config
-from baseplate.core import BaseplateObserver
+from baseplate._span import DiagnosticObserver
+from baseplate.diagnostics.tracing.config import (
+    EXPORTERS,
+    TracingClient,
+    make_client,
+    tracing_client_from_config,
+)
 from exporters.batch import BoundedBatchSpanProcessor
+from otel_bridge import provider as _provider
+from otel_bridge.propagation import configure_propagators
+
+if TYPE_CHECKING:
+    from baseplate.core import Baseplate
 
 logger = logging.getLogger(__name__)
 
-#: The exporters ``tracing.exporter`` / ``OTEL_TRACES_EXPORTER`` may name.
-EXPORTERS = ("zipkin", "otlp", "sidecar", "console", "none")
 
-DEFAULT_SAMPLE_RATE = 0.1
-DEFAULT_MAX_SPAN_QUEUE_SIZE = 50000
-DEFAULT_NUM_SPAN_WORKERS = 5
-DEFAULT_SPAN_BATCH_INTERVAL = 0.5
-DEFAULT_NUM_CONNS = 100
-DEFAULT_EXPORT_TIMEOUT = 5.0
-DEFAULT_ZIPKIN_ENDPOINT = "http://localhost:9411/api/v2/spans"
-
-_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
-
-
-@dataclass(frozen=True)
-class TracingClient:
-    """Where and how spans are exported; made by :func:`tracing_client_from_config`.
-
-    ``exporter`` is one of :data:`EXPORTERS`; ``endpoint`` the resolved collector address
-    (zipkin, otlp) or None; ``queue_name`` the sidecar queue name.
-    """
-
-    service_name: str
-    sample_rate: float = DEFAULT_SAMPLE_RATE
-    exporter: str = "console"
-    endpoint: str | None = None
-    queue_name: str | None = None
-    max_span_queue_size: int = DEFAULT_MAX_SPAN_QUEUE_SIZE
-    num_span_workers: int = DEFAULT_NUM_SPAN_WORKERS
-    span_batch_interval: float = DEFAULT_SPAN_BATCH_INTERVAL
-    num_conns: int = DEFAULT_NUM_CONNS
-    timeout: float = DEFAULT_EXPORT_TIMEOUT
-    propagators: tuple[str, ...] | None = None
-    log_if_unconfigured: bool = True
-    #: What chose the exporter: ``tracing.exporter``, ``OTEL_TRACES_EXPORTER``,
-    #: ``tracing.queue_name``, ``tracing.endpoint`` or ``log_if_unconfigured``.
-    exporter_source: str = "tracing.exporter"
-
-    def make_exporter(self) -> SpanExporter | None:
-        """Build the span exporter this client describes (None for ``none``)."""
-        if self.exporter == "zipkin":
-            from exporters.zipkin import ZipkinExporter
-
-            return ZipkinExporter(
-                self.service_name, self.endpoint or DEFAULT_ZIPKIN_ENDPOINT, timeout=self.timeout
-            )
-        if self.exporter == "otlp":
-            from exporters.otlp import make_otlp_exporter
-
-            return make_otlp_exporter(
-                self.endpoint, timeout=self.timeout, service_name=self.service_name
-            )
-        if self.exporter == "sidecar":
-            from exporters.sidecar import SidecarExporter
-
-            if not self.queue_name:
-                raise config.ConfigurationError(
-                    "tracing.queue_name", "required when the exporter is sidecar"
-                )
-            return SidecarExporter(self.service_name, self.queue_name)
-        if self.exporter == "console":
-            from exporters.console import ConsoleSpanExporter
-
-            return ConsoleSpanExporter()
-        return None
-
-    def make_span_processor(self) -> BoundedBatchSpanProcessor | None:
-        """Build the exporter wrapped in a bounded batch span processor (None for ``none``)."""
-        exporter = self.make_exporter()
-        if exporter is None:
-            return None
-        return BoundedBatchSpanProcessor(
-            exporter,
-            max_queue_size=self.max_span_queue_size,
-            schedule_delay=self.span_batch_interval,
-        )
-
-
-def _parse(raw_config: Mapping[str, str], key: str, value_type: Callable[[str], Any]) -> Any:
-    return config.CallableParser(value_type).parse(key, raw_config)
-
-
-def _env(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name, "").strip()
-    return value or None
-
-
-def _parse_env(environ: Mapping[str, str], name: str, value_type: Callable[[str], Any]) -> Any:
-    value = _env(environ, name)
-    if value is None:
-        return None
-    try:
-        return value_type(value)
-    except Exception as exc:
-        raise config.ConfigurationError(name, exc)
-
-
-def _rate(text: str) -> float:
-    try:
-        rate = config.Percent(text)
-    except ValueError:
-        rate = float(text)
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"sample rate {text!r} is not between 0 and 1 (or 0% and 100%)")
-    return rate
-
-
-def _positive_int(text: str) -> int:
-    value = config.Integer(text)
-    if value <= 0:
-        raise ValueError(f"must be a positive integer, not {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = config.Timespan(text).total_seconds()
-    except ValueError:
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"invalid time {text!r}: expected e.g. '500 milliseconds' or 0.5")
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero, not {text!r}")
-    return seconds
-
-
-def _exporter_name(text: str) -> str:
-    name = text.strip().lower()
-    if name not in EXPORTERS:
-        raise ValueError(f"unknown exporter {text!r}: expected one of {', '.join(EXPORTERS)}")
-    return name
-
-
-def _first_exporter_name(text: str) -> str:
-    return _exporter_name(text.split(",")[0])
-
-
-def _queue_name(text: str) -> str:
-    from exporters.sidecar import trace_queue_path
-
-    trace_queue_path(text)
-    return text
-
-
-def _zipkin_endpoint(text: str) -> str:
-    from exporters.zipkin import zipkin_spans_url
-
-    zipkin_spans_url(text)
-    return text.strip()
-
-
-def _legacy_zipkin_endpoint(text: str) -> str:
-    """``tracing.endpoint``: a ``host:port`` pair, as in baseplate 0.x (a bare host is
-    refused rather than sent to port 80), or a Zipkin URL."""
-    if "://" not in text:
-        endpoint = config.Endpoint(text.strip())
-        if not isinstance(endpoint.address, tuple):
-            raise ValueError(f"expected host:port or a URL, not {text!r}")
-    return _zipkin_endpoint(text)
-
-
-def _otlp_endpoint(text: str) -> str:
-    from exporters.otlp import otlp_traces_url
-
-    return otlp_traces_url(text)
-
-
-def _otlp_endpoint_as_given(text: str) -> str:
-    from exporters.otlp import otlp_traces_url
-
-    otlp_traces_url(text)
-    return text.strip()
-
-
-def _otlp_base_endpoint(text: str) -> str:
-    from exporters.otlp import OTLP_TRACES_PATH
-
-    base = text.strip().rstrip("/")
-    return _otlp_endpoint_as_given(base + OTLP_TRACES_PATH)
-
-
-def _propagator_names(text: str) -> tuple[str, ...]:
-    from otel_bridge.propagation import make_propagator
-
-    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
-    if not names:
-        raise ValueError("expected a comma-separated list of propagator names")
-    make_propagator(names)  # raises ValueError naming an unknown propagator
-    return names
-
-
-def tracing_client_from_config(
-    raw_config: Mapping[str, str],
-    log_if_unconfigured: bool = True,
-    environ: Mapping[str, str] | None = None,
-) -> TracingClient:
-    """Configure and return a tracing client from the ``tracing.*`` keys.
-
-    ``tracing.service_name`` is required; the module documentation lists the optional keys,
-    the ``OTEL_*`` variables honoured and which wins. When no exporter is configured, spans
-    are printed to standard error as request trees if ``log_if_unconfigured`` is true, and
-    discarded otherwise. ``environ`` replaces ``os.environ`` (for tests).
-
-    :raises baseplate.config.ConfigurationError: a key or variable has a bad value.
-    """
-    environ = os.environ if environ is None else environ
-    cfg = config.parse_config(
-        raw_config,
-        {
-            "tracing": {
-                "service_name": config.String,
-                "endpoint": config.Optional(_legacy_zipkin_endpoint),
-                "queue_name": config.Optional(_queue_name),
-                "max_span_queue_size": config.Optional(_positive_int, DEFAULT_MAX_SPAN_QUEUE_SIZE),
-                "num_span_workers": config.Optional(_positive_int, DEFAULT_NUM_SPAN_WORKERS),
-                "span_batch_interval": config.Optional(_seconds, DEFAULT_SPAN_BATCH_INTERVAL),
-                "num_conns": config.Optional(_positive_int, DEFAULT_NUM_CONNS),
-                "sample_rate": config.Optional(_rate),
-                "propagators": config.Optional(_propagator_names),
-            }
-        },
-    )
-    tracing = cfg.tracing
-
-    source = "tracing.exporter"
-    exporter = _parse(raw_config, "tracing.exporter", config.Optional(_exporter_name))
-    if exporter is None:
-        source = "OTEL_TRACES_EXPORTER"
-        exporter = _parse_env(environ, "OTEL_TRACES_EXPORTER", _first_exporter_name)
-    if exporter is None:
-        exporter, source = _legacy_exporter(
-            tracing.queue_name, tracing.endpoint, log_if_unconfigured
-        )
-
-    timeout = _parse(
-        raw_config, "tracing.exporter.timeout", config.Optional(_seconds, DEFAULT_EXPORT_TIMEOUT)
-    )
-
-    endpoint: str | None = None
-    if exporter == "zipkin":
-        endpoint = (
-            _parse(raw_config, "tracing.exporter.endpoint", config.Optional(_zipkin_endpoint))
-            or tracing.endpoint
-            or _parse_env(environ, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", _zipkin_endpoint)
-            or DEFAULT_ZIPKIN_ENDPOINT
-        )
-    elif exporter == "otlp":
-        endpoint = (
-            _parse(raw_config, "tracing.exporter.endpoint", config.Optional(_otlp_endpoint))
-            or _parse_env(environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _otlp_endpoint_as_given)
-            or _parse_env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_base_endpoint)
-        )
-    elif exporter == "sidecar" and not tracing.queue_name:
-        raise config.ConfigurationError(
-            "tracing.queue_name", "required when the exporter is sidecar"
-        )
-
-    sample_rate = tracing.sample_rate
-    if sample_rate is None:
-        sampler = (_env(environ, "OTEL_TRACES_SAMPLER") or "").lower()
-        if sampler in _RATIO_SAMPLERS:
-            sample_rate = _parse_env(environ, "OTEL_TRACES_SAMPLER_ARG", _rate)
-    if sample_rate is None:
-        sample_rate = DEFAULT_SAMPLE_RATE
-
-    span_batch_interval = tracing.span_batch_interval
-    if isinstance(span_batch_interval, datetime.timedelta):
-        span_batch_interval = span_batch_interval.total_seconds()
-
-    return TracingClient(
-        service_name=tracing.service_name,
-        sample_rate=sample_rate,
-        exporter=exporter,
-        endpoint=endpoint,
-        queue_name=tracing.queue_name,
-        max_span_queue_size=tracing.max_span_queue_size,
-        num_span_workers=tracing.num_span_workers,
-        span_batch_interval=float(span_batch_interval),
-        num_conns=tracing.num_conns,
-        timeout=timeout,
-        propagators=tracing.propagators,
-        log_if_unconfigured=log_if_unconfigured,
-        exporter_source=source,
-    )
-
-
-def _legacy_exporter(
-    queue_name: str | None, endpoint: str | None, log_if_unconfigured: bool
-) -> tuple[str, str]:
-    """The exporter the 0.28 options choose, and the option that chose it: a queue name
-    selects the sidecar, else an endpoint Zipkin, else spans are printed or discarded."""
-    if queue_name:
-        return "sidecar", "tracing.queue_name"
-    if endpoint:
-        return "zipkin", "tracing.endpoint"
-    return ("console" if log_if_unconfigured else "none"), "log_if_unconfigured"
-
-
-def make_client(
-    service_name: str,
-    tracing_endpoint: config.EndpointConfiguration | str | None = None,
-    tracing_queue_name: str | None = None,
-    max_span_queue_size: int = DEFAULT_MAX_SPAN_QUEUE_SIZE,
-    num_span_workers: int = DEFAULT_NUM_SPAN_WORKERS,
-    span_batch_interval: float = DEFAULT_SPAN_BATCH_INTERVAL,
-    num_conns: int = DEFAULT_NUM_CONNS,
-    sample_rate: float = DEFAULT_SAMPLE_RATE,
-    log_if_unconfigured: bool = True,
-) -> TracingClient:
-    """Create and return a tracing client from individual options (0.28's constructor).
-
-    :func:`tracing_client_from_config` is the usual way. As with the legacy keys, a queue
-    name selects the sidecar exporter, else an endpoint (``host:port``) selects Zipkin,
-    else spans are printed (``log_if_unconfigured``) or discarded.
-
-    :raises ValueError: an option has a bad value.
-    """
-    if not 0.0 <= sample_rate <= 1.0:
-        raise ValueError(f"sample_rate {sample_rate!r} is not between 0 and 1")
-    endpoint: str | None = None
-    if isinstance(tracing_endpoint, config.EndpointConfiguration):
-        address = tracing_endpoint.address
-        endpoint = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
-    elif tracing_endpoint:
-        endpoint = tracing_endpoint
-    if endpoint is not None:
-        endpoint = _zipkin_endpoint(endpoint)
-    if tracing_queue_name:
-        _queue_name(tracing_queue_name)
-    exporter, source = _legacy_exporter(tracing_queue_name, endpoint, log_if_unconfigured)
-    return TracingClient(
-        service_name=service_name,
-        sample_rate=sample_rate,
-        exporter=exporter,
-        endpoint=endpoint if exporter == "zipkin" else None,
-        queue_name=tracing_queue_name or None,
-        max_span_queue_size=max_span_queue_size,
-        num_span_workers=num_span_workers,
-        span_batch_interval=float(span_batch_interval),
-        num_conns=num_conns,
-        log_if_unconfigured=log_if_unconfigured,
-        exporter_source=source,
-    )
-
-
-class TraceBaseplateObserver(BaseplateObserver):
+class TraceBaseplateObserver(DiagnosticObserver):
     """Distributed tracing observer.
 
     Kept for applications that register it themselves; ``configure_tracing`` is the usual
-    way. Spans are exported by a span processor on the tracer provider (so vendor spans in
-    the same trace are exported too), built here from the client. Registered by hand, the
-    observer attaches that processor to the global tracer provider on the first request.
+    way, and does the same. Spans are exported by a span processor on the Baseplate's tracer
+    provider (so vendor spans in the same trace are exported too), built from the client and
+    installed when the observer is registered.
 
     :param tracing_client: The client describing where spans are sent.
     """
@@ -438,23 +56,25 @@ class TraceBaseplateObserver(BaseplateObserver):
         self.span_processor: BoundedBatchSpanProcessor | None = None
         self._attached = False
 
-    def attach(self, baseplate: Any) -> None:
+    def attach(self, baseplate: Baseplate) -> None:
         """Add the span processor to ``baseplate``'s provider and apply the client's settings.
 
-        When the exporter was chosen by ``OTEL_TRACES_EXPORTER`` alone and the provider
-        already exports through processors baseplate did not add (``opentelemetry-instrument``
-        configured them from that same variable), no second exporter is added: spans would
-        reach the collector twice.
+        The sample rate becomes ``baseplate.sampler``'s, and the rate of the provider's own
+        sampler for spans that start a trace outside any server span. When the exporter was
+        chosen by ``OTEL_TRACES_EXPORTER`` alone and the provider already exports through
+        processors baseplate did not add (``opentelemetry-instrument`` configured them from
+        that same variable), no second exporter is added: spans would reach the collector
+        twice.
         """
         if self._attached:
             return
         self._attached = True
-        from otel_bridge.provider import set_service_name
-
         client = self.tracing_client
         provider = baseplate.tracer_provider
-        set_service_name(provider, client.service_name)
-        if client.exporter_source == "OTEL_TRACES_EXPORTER" and _exports_on_its_own(provider):
+        _provider.set_service_name(provider, client.service_name)
+        if client.exporter_source == "OTEL_TRACES_EXPORTER" and _provider.exports_on_its_own(
+            provider
+        ):
             logger.info(
                 "OTEL_TRACES_EXPORTER=%s is served by the tracer provider's own exporter; "
                 "set tracing.exporter to export from baseplate as well",
@@ -465,55 +85,18 @@ class TraceBaseplateObserver(BaseplateObserver):
         if self.span_processor is not None:
             baseplate.add_span_processor(self.span_processor)
         baseplate.sampler.sample_rate = client.sample_rate
+        _provider.state_of(provider).sampler.sample_rate = client.sample_rate
         if client.propagators is not None:
-            from otel_bridge.propagation import configure_propagators
-
             configure_propagators(list(client.propagators))
-
-    def on_server_span_created(self, context: Any, server_span: Any) -> None:
-        """Attach to the global provider if nothing attached this observer yet.
-
-        The first request's sampling was decided before the client's sample rate applied:
-        a new trace (no upstream ids) is decided again, at the client's rate, as 0.28's
-        observer decided every request it saw.
-        """
-        if self._attached:
-            return
-        from otel_bridge import provider
-
-        sampler = provider.default_sampler()
-        self.attach(_GlobalBaseplate(provider.ensure_provider(), sampler))
-        if server_span.parent_id is None and server_span.otel_span is None:
-            server_span.sampled = sampler.decide(server_span.trace_id, None, server_span.flags)
-
-
-def _exports_on_its_own(provider: Any) -> bool:
-    # The SDK keeps its processors in a private multi-processor; baseplate's own are listed by
-    # otel_bridge.provider.add_span_processor.
-    active = getattr(provider, "_active_span_processor", None)
-    processors = getattr(active, "_span_processors", ())
-    ours = getattr(provider, "_baseplate_processors", ())
-    return any(all(p is not mine for mine in ours) for p in processors)
-
-
-class _GlobalBaseplate:
-    # What attach() needs from a Baseplate, for an observer registered by hand.
-    def __init__(self, tracer_provider: Any, sampler: Any) -> None:
-        self.tracer_provider = tracer_provider
-        self.sampler = sampler
-
-    def add_span_processor(self, processor: Any) -> None:
-        from otel_bridge.provider import add_span_processor
-
-        add_span_processor(self.tracer_provider, processor)
 
 
 def install(
-    baseplate: Any, client: TracingClient, *args: Any, **kwargs: Any
+    baseplate: Baseplate, client: TracingClient | str, *args: Any, **kwargs: Any
 ) -> TraceBaseplateObserver:
     """Export ``baseplate``'s sampled spans as ``client`` says (``Baseplate.configure_tracing``).
 
-    Builds the exporter in a :class:`~exporters.batch.BoundedBatchSpanProcessor`, adds it to
+    Registers a :class:`TraceBaseplateObserver`, which builds the exporter in a
+    :class:`~exporters.batch.BoundedBatchSpanProcessor`, adds it to
     ``baseplate.tracer_provider``, sets ``baseplate.sampler.sample_rate``, names the service
     in the provider's resource if it has no name yet, and applies ``tracing.propagators``
     when given. Installing the same client twice on one baseplate does nothing the second
@@ -534,7 +117,6 @@ def install(
         if isinstance(observer, TraceBaseplateObserver) and observer.tracing_client is client:
             return observer
     observer = TraceBaseplateObserver(client)
-    observer.attach(baseplate)
     baseplate.register(observer)
     return observer
 
