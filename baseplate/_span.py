@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Optional
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -37,7 +37,6 @@ from otel_bridge.context import (
     SAMPLING_UNDECIDED_KEY,
     UPSTREAM_PARENT_KEY,
     ExcInfo,
-    activate,
     deactivate,
     end_with_exception,
 )
@@ -240,6 +239,8 @@ class Span:
         self._parent = parent
         self._pending: dict[str, Any] | None = None
         self._token: object = None
+        # the context this span is current in: its children's parent context
+        self._otel_context: Context | None = None
         self._finished = False
 
     # observers
@@ -266,17 +267,26 @@ class Span:
         finally:
             reset_preset(token)
         self.otel_span = span
-        self._token = activate(span)
+        self._otel_context = trace.set_span_in_context(span)
+        self._token = attach(self._otel_context)
         for observer in self.observers:
             notify_observer(observer, "on_start")
 
     def _preset(self) -> SpanPreset:
+        parent = self._parent
+        if parent is not None and parent.otel_span is not None and self.sampled is not None:
+            # the parent's decision and trace state, known here: the sampler need not look
+            return SpanPreset(
+                span_id=self.id,
+                sampled=self.sampled,
+                trace_state=parent.otel_span.get_span_context().trace_state,
+            )
         return SpanPreset(span_id=self.id)
 
     def _parent_context(self) -> Context | None:
         parent = self._parent
-        if parent is not None and parent.otel_span is not None:
-            return trace.set_span_in_context(parent.otel_span)
+        if parent is not None and parent._otel_context is not None:
+            return parent._otel_context
         if self.parent_id:
             remote = SpanContext(
                 self.trace_id,

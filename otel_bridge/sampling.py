@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
 from otel_bridge.context import SAMPLING_UNDECIDED_KEY
@@ -71,6 +72,8 @@ class BaseplateSampler(Sampler):
             state = preset.trace_state
             if state is None:
                 state = get_current_span(parent_context).get_span_context().trace_state
+            if attributes is None and state is DEFAULT_TRACE_STATE:
+                return _PLAIN_SAMPLED if preset.sampled else _PLAIN_UNSAMPLED
             return SamplingResult(_decision(preset.sampled), attributes, state)
 
         parent = get_current_span(parent_context).get_span_context()
@@ -96,3 +99,9 @@ def _undecided(parent_context: Context | None) -> bool:
 
 def _decision(sampled: bool) -> Decision:
     return Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY
+
+
+# Most spans carry no initial attributes and an empty trace state: their results are alike
+# (SamplingResult is not changed by the SDK), so two shared ones serve them all.
+_PLAIN_SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE, None, DEFAULT_TRACE_STATE)
+_PLAIN_UNSAMPLED = SamplingResult(Decision.RECORD_ONLY, None, DEFAULT_TRACE_STATE)
