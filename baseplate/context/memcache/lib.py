@@ -23,6 +23,9 @@ Services sharing caches with r2 or other pylibmc users should use
 Text is stored as UTF-8 and, like any flag-0 value, comes back as ``bytes``. Booleans are
 integers to both serializers, as they were to baseplate's: ``True`` is stored as ``1`` with
 :data:`FLAG_INTEGER` and reads back as ``1``.
+
+Both serializers return ``bytes``, never ``str`` (see :func:`make_dump_and_compress_fn` for
+how that compares with 0.28).
 """
 
 from __future__ import annotations
@@ -147,6 +150,19 @@ def make_dump_and_compress_fn(min_compress_length: int = 0, compress_level: int 
     :returns: The serializer.
     :raises CompressionSettingError: (a :exc:`ValueError` and :exc:`AssertionError`) for
         settings out of range.
+
+    .. rubric:: Return type, compared with 0.28
+
+    The serializer returns ``(bytes, flags)`` for every value. Baseplate 0.28 on Python 3
+    returned ``str`` for text, integers and JSON, a leftover of its Python 2 code; this
+    project keeps ``bytes``, as reddit's own later releases do (0.30.4 onwards), because
+    ``bytes`` is what memcached stores and what the client sends. The bytes and flags are
+    those 0.28 wrote: pymemcache encodes 0.28's ``str`` to the same bytes. Where 0.28 on
+    Python 3 failed, this works: non-ASCII text (pymemcache's default ASCII encoding refused
+    0.28's ``str``; here it is UTF-8), compressing text or JSON (:func:`zlib.compress` takes
+    only bytes) and ``bytes`` values (stored as is with flag 0, where 0.28 raised
+    :exc:`TypeError` from :func:`json.dumps`). A test that compared a result with ``"val"``
+    compares it with ``b"val"``.
     """
     _check_compression(min_compress_length, compress_level)
 
@@ -213,6 +229,11 @@ def make_pickle_and_compress_fn(
     :returns: the serializer.
     :raises CompressionSettingError: (a :exc:`ValueError` and :exc:`AssertionError`) for
         settings out of range.
+
+    Like :func:`make_dump_and_compress_fn`, the serializer returns ``bytes`` where 0.28 on
+    Python 3 returned ``str`` (text and integers), with the same bytes and flags on the
+    wire. A ``bytes`` value is stored as is with flag 0, as pylibmc stores it (0.28 on
+    Python 3 pickled it instead); either way it reads back as the same ``bytes``.
     """
     _check_compression(min_compress_length, compress_level)
 
