@@ -17,7 +17,19 @@ raising :class:`ValueError`), nested specs (dicts, for dotted keys such as
     (1, 0.371)
 
 An option that is not in the configuration is parsed from the empty string, so a
-required option fails (naming its key) and :func:`Optional` supplies its default.
+required option fails (naming its key) and :func:`Optional` supplies its default. Values
+built in code rather than read from a file (``{"thrift.size": 10}``, ``True``, ``0.5``) are
+read as their text.
+
+The bounded numeric types (:class:`IntegerRange`, :data:`PositiveInteger`,
+:class:`Duration`, :class:`Seconds`, :func:`Fraction`) are what the ``*_from_config``
+helpers use: each refuses NaN, infinities, negative values where they mean nothing and
+absurd sizes, so a bad value stops start-up with one line naming the key:
+
+    >>> parse_config({"pool.size": "-1"}, {"pool": {"size": IntegerRange(1, 100)}})
+    Traceback (most recent call last):
+    ...
+    baseplate.config.ConfigurationError: pool.size: -1 is out of range: expected 1 to 100
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import binascii
 import datetime
 import functools
 import grp
+import math
 import pwd
 import re
 import socket
@@ -95,8 +108,19 @@ def _parse_integer(text: str, base: int = 10) -> int:
         return int(text, base=base)
     except ValueError:
         if base == 10:
-            raise ValueError(f"invalid integer: {text!r}")
-        raise ValueError(f"invalid base-{base} integer: {text!r}")
+            raise ValueError(f"invalid integer: {_shown(text)}")
+        raise ValueError(f"invalid base-{base} integer: {_shown(text)}")
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut short: an error message stays one readable line whatever was
+    configured."""
+    if len(text) > _SHOWN_LENGTH:
+        return repr(text[:_SHOWN_LENGTH]) + "..."
+    return repr(text)
+
+
+_SHOWN_LENGTH = 40
 
 
 def Boolean(text: str) -> bool:
@@ -205,8 +229,42 @@ def File(mode: str = "r") -> Callable[[str], IO[Any]]:
     return open_file
 
 
-_TIMESPAN_UNITS = ("millisecond", "second", "minute", "hour", "day")
+#: Each Timespan unit and its length in milliseconds.
+_TIMESPAN_UNITS = {
+    "millisecond": 1,
+    "second": 1000,
+    "minute": 60 * 1000,
+    "hour": 60 * 60 * 1000,
+    "day": 24 * 60 * 60 * 1000,
+}
 _TIMESPAN_RE = re.compile(r"^\s*(\d+)\s*([a-z]+?)s?\s*$", re.IGNORECASE)
+# More milliseconds than datetime.timedelta holds (about 2.7 million years) is "too long".
+_MAX_TIMESPAN_MS = int(datetime.timedelta.max.total_seconds()) * 1000
+
+
+def _timespan_milliseconds(text: str) -> int:
+    """The length of a Timespan (``3 seconds``) in milliseconds.
+
+    :raises ValueError: ``text`` is not a Timespan, or is longer than a timedelta holds.
+    """
+    match = _TIMESPAN_RE.match(text)
+    if not match:
+        raise ValueError(f"invalid timespan {_shown(text)}: expected e.g. '30 seconds'")
+    digits, unit = match.groups()
+    if unit.lower() not in _TIMESPAN_UNITS:
+        units = ", ".join(f"{name}s" for name in _TIMESPAN_UNITS)
+        raise ValueError(f"invalid timespan {_shown(text)}: unknown unit, expected one of {units}")
+    # int() refuses thousands of digits with a confusing message: anything that long is
+    # too long anyway
+    count = int(digits) if len(digits.lstrip("0")) <= 20 else _MAX_TIMESPAN_MS + 1
+    milliseconds = count * _TIMESPAN_UNITS[unit.lower()]
+    if milliseconds > _MAX_TIMESPAN_MS:
+        raise _TimespanTooLong(f"timespan {_shown(text.strip())} is too long")
+    return milliseconds
+
+
+class _TimespanTooLong(ValueError):
+    """A Timespan beyond what :class:`datetime.timedelta` holds."""
 
 
 def Timespan(text: str) -> datetime.timedelta:
@@ -218,14 +276,7 @@ def Timespan(text: str) -> datetime.timedelta:
     Units supported are: milliseconds, seconds, minutes, hours, days (singular or
     plural).
     """
-    match = _TIMESPAN_RE.match(text)
-    if not match:
-        raise ValueError(f"invalid timespan {text!r}: expected e.g. '30 seconds'")
-    count, unit = match.groups()
-    if unit.lower() not in _TIMESPAN_UNITS:
-        units = ", ".join(f"{name}s" for name in _TIMESPAN_UNITS)
-        raise ValueError(f"invalid timespan {text!r}: unknown unit, expected one of {units}")
-    return datetime.timedelta(**{f"{unit.lower()}s": int(count)})
+    return datetime.timedelta(milliseconds=_timespan_milliseconds(text))
 
 
 def Percent(text: str) -> float:
@@ -236,14 +287,168 @@ def Percent(text: str) -> float:
     """
     stripped = text.strip()
     if not stripped.endswith("%"):
-        raise ValueError(f"invalid percentage {text!r}: expected e.g. '37.2%'")
+        raise ValueError(f"invalid percentage {_shown(text)}: expected e.g. '37.2%'")
     try:
         percentage = float(stripped[:-1]) / 100.0
     except ValueError:
-        raise ValueError(f"invalid percentage {text!r}")
+        raise ValueError(f"invalid percentage {_shown(text)}")
     if not 0.0 <= percentage <= 1.0:
-        raise ValueError(f"percentage {text!r} is out of the range 0% to 100%")
+        raise ValueError(f"percentage {_shown(stripped)} is out of the range 0% to 100%")
     return percentage
+
+
+#: The largest value :class:`IntegerRange` accepts unless given a ``max``: a signed 32-bit
+#: integer, beyond any count or size a service configures and within what C libraries take.
+MAX_INTEGER = 2**31 - 1
+#: The most connections a pool configured from a file may hold (thrift ``size``, redis
+#: ``max_connections``, SQLAlchemy ``pool_size`` ...). Some pools set aside every slot when
+#: they are made, so an absurd size would hang start-up; no one process needs more.
+MAX_POOL_SIZE = 10_000
+#: The longest :class:`Duration` accepted unless given a ``max``.
+MAX_DURATION = datetime.timedelta(days=1)
+
+
+class IntegerRange:
+    """A whole number from ``min`` to ``max``, both included.
+
+    ``IntegerRange(1, 100)`` parses ``"10"`` into ``10`` and refuses ``"0"``, ``"-1"``,
+    ``"1e30"``, ``"nan"`` and ``"2.5"``, saying which bound was broken. The default range
+    is 0 to :data:`MAX_INTEGER`.
+
+    :param min: the smallest value accepted.
+    :param max: the largest value accepted.
+    :param base: the base the number is written in, as for :func:`Integer`.
+    """
+
+    def __init__(self, min: int = 0, max: int = MAX_INTEGER, base: int = 10) -> None:
+        if min > max:
+            raise SpecError(f"IntegerRange: min ({min}) is more than max ({max})")
+        self.min = min
+        self.max = max
+        self.base = base
+
+    def __call__(self, text: str) -> int:
+        value = _parse_integer(text, base=self.base)
+        if not self.min <= value <= self.max:
+            raise ValueError(
+                f"{_shown(text.strip())} is out of range: expected "
+                f"{self._show(self.min)} to {self._show(self.max)}"
+            )
+        return value
+
+    def _show(self, value: int) -> str:
+        if self.base == 8:
+            return oct(value)
+        if self.base == 16:
+            return hex(value)
+        return str(value)
+
+    def __repr__(self) -> str:
+        return f"IntegerRange({self.min}, {self.max})"
+
+
+#: A whole number from 1 to :data:`MAX_INTEGER` (a count that cannot be zero).
+PositiveInteger = IntegerRange(1)
+#: A whole number from 0 to :data:`MAX_INTEGER`.
+NonNegativeInteger = IntegerRange(0)
+
+
+def _total_seconds(value: datetime.timedelta | float) -> float:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def _show_seconds(seconds: float) -> str:
+    """``86400`` as ``1 day``, ``90`` as ``90 seconds``: a bound in the words of a Timespan."""
+    milliseconds = seconds * 1000
+    for unit, length in reversed(_TIMESPAN_UNITS.items()):
+        if milliseconds and milliseconds % length == 0:
+            count = int(milliseconds // length)
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return f"{seconds:g} seconds"
+
+
+class Duration:
+    """A span of time, written as a :func:`Timespan` (``500 milliseconds``) or as a number of
+    seconds (``0.5``); gives a :class:`datetime.timedelta`.
+
+    NaN, infinities, negative values and values above ``max`` (one day unless told
+    otherwise) are refused, and so is zero with ``allow_zero=False`` (a timeout or interval
+    of zero means "never wait" or "spin", which is never what was meant).
+
+    :param max: the longest duration accepted, a timedelta or a number of seconds.
+    :param allow_zero: whether a duration of zero is accepted.
+    """
+
+    def __init__(
+        self, max: datetime.timedelta | float = MAX_DURATION, *, allow_zero: bool = True
+    ) -> None:
+        self.max_seconds = _total_seconds(max)
+        if not 0 <= self.max_seconds <= _total_seconds(datetime.timedelta.max):
+            raise SpecError(f"Duration: max must be a duration, not {max!r}")
+        self.allow_zero = allow_zero
+
+    def __call__(self, text: str) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.seconds(text))
+
+    def seconds(self, text: str) -> float:
+        """Parse ``text`` into a number of seconds (what :class:`Seconds` gives)."""
+        stripped = text.strip()
+        try:
+            seconds = _timespan_milliseconds(stripped) / 1000
+        except _TimespanTooLong:
+            seconds = math.inf
+        except ValueError:
+            try:
+                seconds = float(stripped)
+            except ValueError:
+                raise ValueError(
+                    f"invalid duration {_shown(text)}: expected e.g. '30 seconds', "
+                    "'500 milliseconds' or a number of seconds"
+                )
+        if math.isnan(seconds):
+            raise ValueError(f"{_shown(stripped)} is not a number")
+        if seconds < 0:
+            raise ValueError(f"{_shown(stripped)} is out of range: must not be negative")
+        if seconds > self.max_seconds:
+            raise ValueError(
+                f"{_shown(stripped)} is out of range: expected at most "
+                f"{_show_seconds(self.max_seconds)}"
+            )
+        # a value below a microsecond is zero to timedelta and to every socket timeout
+        if not self.allow_zero and datetime.timedelta(seconds=seconds) <= datetime.timedelta(0):
+            raise ValueError(f"{_shown(stripped)} is out of range: must be more than zero")
+        return seconds
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max={self.max_seconds:g}, allow_zero={self.allow_zero})"
+
+
+class Seconds(Duration):
+    """A :class:`Duration` given as a float number of seconds (``"500 milliseconds"`` and
+    ``"0.5"`` both give ``0.5``), for APIs that take seconds."""
+
+    def __call__(self, text: str) -> float:  # type: ignore[override]
+        return self.seconds(text)
+
+
+def Fraction(text: str) -> float:
+    """A fraction from 0 to 1, written as a percentage (``37%``) or as a number (``0.37``).
+
+    Returns a float in the range [0.0, 1.0]; anything outside it (``150%``, ``-0.1``,
+    ``nan``) is refused as out of range.
+    """
+    stripped = text.strip()
+    if stripped.endswith("%"):
+        return Percent(stripped)
+    try:
+        fraction = float(stripped)
+    except ValueError:
+        raise ValueError(f"invalid fraction {_shown(text)}: expected e.g. '37%' or 0.37")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"{_shown(stripped)} is out of range: expected 0 to 1 (or 0% to 100%)")
+    return fraction
 
 
 def UnixUser(text: str) -> int:
@@ -384,6 +589,19 @@ class Parser:
         raise NotImplementedError
 
 
+def as_text(value: Any) -> Any:
+    """A raw configuration value as text: values built in code rather than read from a file
+    (``True``, ``10``, ``0.5``) become what a file would say (``true``, ``10``, ``0.5``), and
+    None the empty string (not configured). Anything else is returned unchanged."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
 def _join_key(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
@@ -412,9 +630,7 @@ class CallableParser(Parser):
 
     def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
         present = key_path in raw_config
-        raw_value = raw_config.get(key_path, "")
-        if raw_value is None:
-            raw_value = ""
+        raw_value = as_text(raw_config.get(key_path, ""))
         try:
             return self.value_type(raw_value)
         except Exception as exc:
@@ -469,22 +685,32 @@ __all__ = [
     "ConfigNamespace",
     "ConfigurationError",
     "DictOf",
+    "Duration",
     "Endpoint",
     "EndpointConfiguration",
     "Fallback",
     "File",
     "Float",
+    "Fraction",
     "Integer",
+    "IntegerRange",
     "InternetAddress",
+    "MAX_DURATION",
+    "MAX_INTEGER",
+    "MAX_POOL_SIZE",
+    "NonNegativeInteger",
     "OneOf",
     "Optional",
     "Parser",
     "Percent",
+    "PositiveInteger",
+    "Seconds",
     "SpecError",
     "String",
     "Timespan",
     "TupleOf",
     "UnixGroup",
     "UnixUser",
+    "as_text",
     "parse_config",
 ]
