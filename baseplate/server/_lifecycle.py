@@ -83,36 +83,24 @@ class ServerOptions:
         self.stop_timeout = stop_timeout
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            value = config.Timespan(text).total_seconds()
-        except ValueError:
-            raise ValueError(f"invalid time {text!r}: expected seconds, or e.g. '30 seconds'")
-    if value < 0:
-        raise ValueError(f"must not be negative, got {text!r}")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    value = config.Integer(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, got {text!r}")
-    return value
+#: The most connections a server serves at once that ``max_concurrency`` may ask for.
+MAX_CONCURRENCY = 1_000_000
+#: The longest ``stop_timeout``: one hour (a stop longer than that is a hung deploy).
+MAX_STOP_TIMEOUT = 3600.0
 
 
 def parse_server_options(server_config: dict[str, str]) -> ServerOptions:
-    """Read ``max_concurrency`` and ``stop_timeout`` (seconds, or e.g. ``30 seconds``).
+    """Read ``max_concurrency`` (0, the default, for no limit; at most
+    :data:`MAX_CONCURRENCY`) and ``stop_timeout`` (seconds, or e.g. ``30 seconds``; default 0,
+    at most :data:`MAX_STOP_TIMEOUT`).
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
     cfg = config.parse_config(
         server_config,
         {
-            "max_concurrency": config.Optional(_concurrency, default=0),
-            "stop_timeout": config.Optional(_seconds, default=0.0),
+            "max_concurrency": config.Optional(config.IntegerRange(0, MAX_CONCURRENCY), default=0),
+            "stop_timeout": config.Optional(config.Seconds(MAX_STOP_TIMEOUT), default=0.0),
         },
     )
     return ServerOptions(cfg.max_concurrency or None, cfg.stop_timeout)

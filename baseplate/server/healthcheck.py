@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from baseplate.config import EndpointConfiguration
-from baseplate.server import _endpoint
+from baseplate.server.cli import endpoint_argument
 
 PROGRAM = "baseplate-healthcheck"
 #: Seconds allowed for connecting, and for each read or write.
@@ -54,9 +54,7 @@ def _connect(endpoint: EndpointConfiguration, timeout: float) -> socket.socket:
     except TimeoutError:
         raise UnhealthyError(f"cannot connect to {_describe(endpoint)}: timed out after {timeout}s")
     except OSError as exc:
-        raise UnhealthyError(
-            f"cannot connect to {_describe(endpoint)}: {exc.strerror or exc}"
-        )
+        raise UnhealthyError(f"cannot connect to {_describe(endpoint)}: {exc.strerror or exc}")
 
 
 def check_thrift_service(endpoint: EndpointConfiguration, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -169,7 +167,7 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "endpoint",
-        type=_endpoint,
+        type=endpoint_argument,
         metavar="ENDPOINT",
         help="host:port, or the path of a UNIX socket",
     )

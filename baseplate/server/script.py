@@ -20,21 +20,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from baseplate.server import (
-    ConfigFileError,
-    _load_factory,
-    _load_tool_config,
-    _tool_parser,
-    fail,
-    flush_telemetry,
-)
+from baseplate.server.cli import fail, flush_telemetry, load_tool_config, tool_parser
+from baseplate.server.loading import ConfigFileError, load_factory
 
 PROGRAM = "baseplate-script"
 
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     """Parse ``baseplate-script``'s command line."""
-    parser = _tool_parser(
+    parser = tool_parser(
         PROGRAM,
         description="Run a Python function with the application's configuration loaded.",
         epilog="The function is called with the [app:NAME] section as a dict of strings.",
@@ -51,11 +45,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run ``baseplate-script``."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = _load_tool_config(args)
+        config = load_tool_config(args)
     except ConfigFileError as exc:
         fail(PROGRAM, str(exc))
     try:
-        function = _load_factory(args.entrypoint)
+        function = load_factory(args.entrypoint)
     except ValueError as exc:
         fail(PROGRAM, str(exc))
     if not callable(function):

@@ -31,22 +31,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from baseplate.server import (
-    ConfigFileError,
-    _load_factory,
-    _load_tool_config,
-    _tool_parser,
-    fail,
-    flush_telemetry,
-    make_app,
-)
+from baseplate.server.cli import fail, flush_telemetry, load_tool_config, tool_parser
+from baseplate.server.loading import ConfigFileError, load_factory, make_app, section_error
 
 PROGRAM = "baseplate-tshell"
 
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     """Parse ``baseplate-tshell``'s command line."""
-    parser = _tool_parser(
+    parser = tool_parser(
         PROGRAM,
         description=(
             "Open an interactive Python shell with the application and a context object "
@@ -99,16 +92,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = _load_tool_config(args)
+        config = load_tool_config(args)
         try:
             app = make_app(config.app)
         except ConfigurationError as exc:
-            raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
+            raise section_error(config, config.app_section, exc)
         setup = None
         setup_name = (config.tshell or {}).get("setup")
         if setup_name:
             try:
-                setup = _load_factory(setup_name)
+                setup = load_factory(setup_name)
             except ValueError as exc:
                 raise ConfigFileError(f"{config.filename}: [tshell] setup: {exc}")
     except ConfigFileError as exc:

@@ -48,6 +48,7 @@ from baseplate.server._lifecycle import (
     parse_server_options,
     stop_gracefully,
 )
+from baseplate.server.loading import load_factory
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,8 @@ def _with_tracking(handler_class: type) -> type:
 
 
 def _load_handler(name: str) -> type:
-    from baseplate.server import _load_factory
-
     try:
-        handler_class = _load_factory(name)
+        handler_class = load_factory(name)
     except ValueError as exc:
         raise ConfigurationError("handler", exc)
     if not isinstance(handler_class, type) or not issubclass(handler_class, pywsgi.WSGIHandler):
