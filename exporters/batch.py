@@ -18,6 +18,10 @@ that one is known to fail in baseplate's gevent servers:
 * ``force_flush`` and ``shutdown`` wait by polling with short sleeps and give up at their
   timeout, so a collector that is down or hangs cannot hold the process: what is left is
   dropped and counted.
+* Like the SDK's processors, it calls the exporter with OpenTelemetry instrumentation
+  suppressed (the worker's exports and the exporter's shutdown): otherwise, with e.g. the
+  ``requests`` instrumentation active, each OTLP export is a traced POST whose span is
+  queued and exported in turn, a loop that never drains.
 """
 
 from __future__ import annotations
@@ -36,17 +40,16 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from exporters._ratelimit import RateLimitedLog
+from exporters.defaults import (
+    DEFAULT_EXPORT_TIMEOUT,
+    DEFAULT_FLUSH_TIMEOUT_MILLIS,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULE_DELAY,
+)
+from otel_bridge.context import instrumentation_suppressed
 
 logger = logging.getLogger(__name__)
-
-#: Default number of finished spans held while waiting for export.
-DEFAULT_MAX_QUEUE_SIZE = 50000
-#: Default largest number of spans handed to the exporter in one call.
-DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
-#: Default time, in seconds, a span may wait before the worker exports what it has.
-DEFAULT_SCHEDULE_DELAY = 0.5
-#: Default time, in seconds, ``shutdown`` waits for the queue to drain.
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 _POLL_INTERVAL = 0.01
 
@@ -85,7 +88,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
         schedule_delay: float = DEFAULT_SCHEDULE_DELAY,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        shutdown_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     ) -> None:
         if max_queue_size <= 0:
             raise ValueError(f"max_queue_size must be positive, not {max_queue_size!r}")
@@ -154,7 +157,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         elif len(self._queue) >= self.max_export_batch_size:
             self._wake_worker()
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Export everything queued so far; return False if that took longer than the timeout."""
         if self._worker is None:
             if not self._queue:
@@ -182,7 +185,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             self.dropped_spans += left
             logger.warning("dropped %d spans that could not be exported before shutdown", left)
         try:
-            self.exporter.shutdown()
+            with instrumentation_suppressed():
+                self.exporter.shutdown()
         except Exception:
             logger.exception("span exporter failed to shut down")
 
@@ -232,7 +236,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
 
     def _export(self, batch: Sequence[ReadableSpan]) -> None:
         try:
-            result = self.exporter.export(batch)
+            with instrumentation_suppressed():
+                result = self.exporter.export(batch)
         except Exception as exc:
             result = SpanExportResult.FAILURE
             self._log.error("span exporter raised %r", exc)

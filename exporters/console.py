@@ -10,6 +10,10 @@ holds them per trace until the request's local root ends, then prints, e.g.::
 
 Spans still held are bounded: when more than ``max_pending_spans`` wait, the oldest traces
 are printed as they are (their root has not ended in this process).
+
+:class:`RequestTreeConsoleExporter` is what ``tracing.exporter = console`` installs. It is
+not OpenTelemetry's ``ConsoleSpanExporter`` (one JSON document per span), whose name it
+had at first; ``ConsoleSpanExporter`` here remains an alias of it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
-from exporters.zipkin import hex_trace_id, is_local_root
+from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
+from exporters.spans import hex_trace_id, is_local_root
 from otel_bridge import semconv
 
 #: Width, in characters, of the waterfall bars.
@@ -110,7 +115,7 @@ def format_trace_tree(spans: Sequence[ReadableSpan], bar_width: int = DEFAULT_BA
     return "\n".join(lines) + "\n"
 
 
-class ConsoleSpanExporter(SpanExporter):
+class RequestTreeConsoleExporter(SpanExporter):
     """Print each finished request (local root and its descendants) as a readable tree.
 
     :param out: Stream to write to; standard error by default (looked up at each write, so
@@ -184,7 +189,7 @@ class ConsoleSpanExporter(SpanExporter):
         except Exception:
             pass
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Print nothing more; spans waiting for their root stay held."""
         return True
 
@@ -196,3 +201,8 @@ class ConsoleSpanExporter(SpanExporter):
             self._pending_count = 0
         for request_spans in leftovers:
             self._write(format_trace_tree(request_spans, self.bar_width))
+
+
+#: The first name of :class:`RequestTreeConsoleExporter`, kept for code importing it; new
+#: code uses the name that does not clash with OpenTelemetry's ``ConsoleSpanExporter``.
+ConsoleSpanExporter = RequestTreeConsoleExporter

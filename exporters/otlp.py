@@ -9,21 +9,28 @@ extra). :func:`make_otlp_exporter` builds an exporter that
   not name one (``unknown_service...``);
 * never raises into the batch processor, and counts the spans it could not deliver.
 
-Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``
-unless given.
+Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or, when that is unset or blank,
+``OTEL_EXPORTER_OTLP_HEADERS`` (read through :mod:`otel_bridge.environment`); headers given
+to :func:`make_otlp_exporter` are added on top. Exports, flushes and shutdown run with
+OpenTelemetry instrumentation suppressed: the SDK exporter posts with ``requests``, and an
+instrumented POST would otherwise be a span exported in turn.
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.util.re import parse_env_headers
 
 from exporters._ratelimit import RateLimitedLog
+from exporters.defaults import DEFAULT_EXPORT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT_MILLIS
+from exporters.http import collector_url
+from otel_bridge import environment
+from otel_bridge.context import instrumentation_suppressed
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +38,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
 #: Path of the OTLP/HTTP traces API, appended to endpoints given without a path.
 OTLP_TRACES_PATH = "/v1/traces"
-#: Default seconds an export (with its retries) may take.
-DEFAULT_TIMEOUT = 5.0
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -41,18 +46,17 @@ def otlp_traces_url(endpoint: str) -> str:
     ``host:port`` and URLs without a path get ``/v1/traces`` appended; a URL with a path is
     used as given.
     """
-    endpoint = endpoint.strip()
-    if not endpoint:
-        raise ValueError("empty OTLP endpoint")
-    if "://" not in endpoint:
-        endpoint = "http://" + endpoint
-    parsed = urllib.parse.urlsplit(endpoint)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"not an OTLP/HTTP endpoint: {endpoint!r}")
-    _ = parsed.port  # raises ValueError for a malformed port
-    if parsed.path in ("", "/"):
-        return urllib.parse.urlunsplit(parsed._replace(path=OTLP_TRACES_PATH))
-    return endpoint
+    return collector_url(endpoint, OTLP_TRACES_PATH, "OTLP/HTTP")
+
+
+def environment_headers(environ: environment.Environ | None = None) -> dict[str, str]:
+    """The export request headers the ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` variable names,
+    or ``OTEL_EXPORTER_OTLP_HEADERS`` when that one is unset or blank (``key=value`` pairs
+    separated by commas, values URL-encoded; names lower-cased)."""
+    raw = environment.get(environment.OTEL_EXPORTER_OTLP_TRACES_HEADERS, environ)
+    if raw is None:
+        raw = environment.get(environment.OTEL_EXPORTER_OTLP_HEADERS, environ)
+    return dict(parse_env_headers(raw, liberal=True)) if raw else {}
 
 
 def _names_no_service(resource: Resource | None) -> bool:
@@ -114,7 +118,8 @@ class OTLPExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Send the spans; FAILURE (never an exception) if the collector does not take them."""
         try:
-            result = self.inner.export(self._named(spans))
+            with instrumentation_suppressed():
+                result = self.inner.export(self._named(spans))
         except Exception as exc:
             self._log.error("could not send %d spans to %s: %r", len(spans), self.url, exc)
             result = SpanExportResult.FAILURE
@@ -124,24 +129,26 @@ class OTLPExporter(SpanExporter):
             self.dropped_spans += len(spans)
         return result
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Delegate to the OTLP exporter."""
         try:
-            return self.inner.force_flush(timeout_millis)
+            with instrumentation_suppressed():
+                return self.inner.force_flush(timeout_millis)
         except Exception:
             return False
 
     def shutdown(self) -> None:
         """Shut the OTLP exporter down."""
         try:
-            self.inner.shutdown()
+            with instrumentation_suppressed():
+                self.inner.shutdown()
         except Exception:
             logger.exception("OTLP exporter failed to shut down")
 
 
 def make_otlp_exporter(
     endpoint: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = DEFAULT_EXPORT_TIMEOUT,
     headers: Mapping[str, str] | None = None,
     service_name: str | None = None,
 ) -> OTLPExporter:
@@ -150,14 +157,14 @@ def make_otlp_exporter(
     :param endpoint: Collector URL or ``host:port``; :data:`DEFAULT_OTLP_TRACES_ENDPOINT`
         when None.
     :param timeout: Seconds one export, retries included, may take.
-    :param headers: Extra request headers; the ``OTEL_EXPORTER_OTLP_*HEADERS`` variables
-        apply when None.
+    :param headers: Request headers added to (and replacing) those of
+        :func:`environment_headers`.
     :param service_name: ``service.name`` for spans whose resource names none.
     """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     url = otlp_traces_url(endpoint or DEFAULT_OTLP_TRACES_ENDPOINT)
-    inner = OTLPSpanExporter(
-        endpoint=url, timeout=timeout, headers=dict(headers) if headers is not None else None
-    )
+    request_headers = environment_headers()
+    request_headers.update({key.lower(): value for key, value in (headers or {}).items()})
+    inner = OTLPSpanExporter(endpoint=url, timeout=timeout, headers=request_headers)
     return OTLPExporter(inner, url, service_name)

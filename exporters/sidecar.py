@@ -24,7 +24,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from exporters._ratelimit import RateLimitedLog
-from exporters.zipkin import (
+from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
+from exporters.spans import (
     TAG_ERROR,
     TAG_LOCAL_COMPONENT,
     duration_microseconds,
@@ -34,6 +35,7 @@ from exporters.zipkin import (
     span_tags,
 )
 from otel_bridge import semconv
+from otel_bridge.context import instrumentation_suppressed
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +234,13 @@ class SidecarExporter(SpanExporter):
         if self._closed:
             self.queue_full_spans += len(spans)
             return SpanExportResult.FAILURE
+        # Every export path runs with instrumentation suppressed, whatever processor calls
+        # it: no instrumentation traces posix_ipc today, but one that did would otherwise
+        # make a span for every span written.
+        with instrumentation_suppressed():
+            return self._write(spans)
+
+    def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         dropped = 0
         for span in spans:
             try:
@@ -269,7 +278,7 @@ class SidecarExporter(SpanExporter):
                 self.sent_spans += 1
         return SpanExportResult.FAILURE if dropped else SpanExportResult.SUCCESS
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Messages are written immediately; always True."""
         return True
 

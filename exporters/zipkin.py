@@ -13,41 +13,45 @@ Differences from the stock ``opentelemetry-exporter-zipkin-json`` exporter:
   return ``FAILURE`` within the timeout; failures are logged (rate-limited) and the lost
   spans are counted in :attr:`ZipkinExporter.dropped_spans`.
 
-The helpers at the top (ids, microseconds, kinds, tags) are shared with the sidecar exporter,
-which writes the Zipkin v1 form of the same spans.
+The span helpers it shares with the sidecar (Zipkin v1) and console exporters are in
+:mod:`exporters.spans`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
-from exporters._http import JsonPoster
 from exporters._ratelimit import RateLimitedLog
+from exporters.defaults import DEFAULT_EXPORT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT_MILLIS
+from exporters.http import JsonPoster, collector_url
+from exporters.spans import (
+    duration_microseconds,
+    event_annotation_value,
+    hex_span_id,
+    hex_trace_id,
+    ip_endpoint_fields,
+    is_shared_server_span,
+    local_ipv4,
+    microseconds,
+    remote_endpoint,
+    span_tags,
+    tag_value,
+)
 from otel_bridge import semconv
 
 logger = logging.getLogger(__name__)
 
 #: Path of the Zipkin v2 collection API, appended to endpoints given without a path.
 ZIPKIN_V2_SPANS_PATH = "/api/v2/spans"
-#: Default seconds allowed for each network operation of an export.
-DEFAULT_TIMEOUT = 5.0
-
-#: Tag holding a local span's component name (Zipkin's "local component").
-TAG_LOCAL_COMPONENT = "lc"
-#: Tag marking a failed span.
-TAG_ERROR = "error"
-#: Tag naming the instrumentation scope of spans not made through the baseplate span API.
-TAG_SCOPE_NAME = "otel.scope.name"
+#: Where spans go when no endpoint is configured (a local Zipkin's collection API).
+DEFAULT_ZIPKIN_ENDPOINT = "http://localhost:9411" + ZIPKIN_V2_SPANS_PATH
 
 _KIND_NAMES = {
     SpanKind.SERVER: "SERVER",
@@ -64,141 +68,7 @@ def zipkin_spans_url(endpoint: str) -> str:
     (``zipkin:9411`` -> ``http://zipkin:9411/api/v2/spans``); a URL with a path is used as
     given, so collectors mounted elsewhere can be reached.
     """
-    endpoint = endpoint.strip()
-    if not endpoint:
-        raise ValueError("empty Zipkin endpoint")
-    if "://" not in endpoint:
-        endpoint = "http://" + endpoint
-    parsed = urllib.parse.urlsplit(endpoint)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"not a Zipkin endpoint: {endpoint!r}")
-    _ = parsed.port  # raises ValueError for a malformed port
-    if parsed.path in ("", "/"):
-        return urllib.parse.urlunsplit(parsed._replace(path=ZIPKIN_V2_SPANS_PATH))
-    return endpoint
-
-
-def local_ipv4() -> str | None:
-    """Return this host's IPv4 address as resolved from its hostname, or None."""
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return None
-
-
-def hex_trace_id(trace_id: int) -> str:
-    """Format a trace id as 16 hex digits when it fits in 64 bits, else 32."""
-    return f"{trace_id:016x}" if trace_id < 2**64 else f"{trace_id:032x}"
-
-
-def hex_span_id(span_id: int) -> str:
-    """Format a span id as 16 hex digits."""
-    return f"{span_id:016x}"
-
-
-def microseconds(nanoseconds: int | None) -> int:
-    """Convert an OTel timestamp (ns) to Zipkin's microseconds."""
-    return (nanoseconds or 0) // 1000
-
-
-def duration_microseconds(span: ReadableSpan) -> int:
-    """Return a span's duration in microseconds, at least 1 (Zipkin rejects 0)."""
-    start = span.start_time or 0
-    end = span.end_time or start
-    return max(1, (end - start) // 1000)
-
-
-def is_local_root(span: ReadableSpan) -> bool:
-    """Whether the span is the first span of its request in this process."""
-    return span.parent is None or span.parent.is_remote
-
-
-def is_shared_server_span(span: ReadableSpan) -> bool:
-    """Whether a server span continues its caller's span (baseplate's shared-span model)."""
-    shared = (span.attributes or {}).get(semconv.ATTR_SHARED_SPAN)
-    return span.kind is SpanKind.SERVER and bool(shared)
-
-
-def tag_value(value: Any) -> str:
-    """Render an attribute value as a Zipkin tag string."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, Sequence):
-        return json.dumps([v if isinstance(v, (str, int, float, bool)) else str(v) for v in value])
-    return str(value)
-
-
-_PEER_ADDRESS_KEYS = ("server.address", "net.peer.name", "network.peer.address", "net.peer.ip")
-_PEER_PORT_KEYS = ("server.port", "net.peer.port", "network.peer.port")
-_PEER_KEYS = frozenset(("peer.service", *_PEER_ADDRESS_KEYS, *_PEER_PORT_KEYS))
-
-
-def span_tags(span: ReadableSpan) -> dict[str, Any]:
-    """Return a span's Zipkin tags with their attribute values (not yet rendered).
-
-    The component attribute of a local span becomes ``lc``; a span with ERROR status gets
-    ``error`` (its status description, or True); spans from other instrumentation scopes
-    name their scope. The shared-span marker is not a tag: Zipkin v2 says ``shared``.
-    """
-    tags = dict(span.attributes or {})
-    tags.pop(semconv.ATTR_SHARED_SPAN, None)
-    if semconv.ATTR_COMPONENT in tags:
-        tags[TAG_LOCAL_COMPONENT] = tags.pop(semconv.ATTR_COMPONENT)
-    if span.status.status_code is StatusCode.ERROR:
-        tags[TAG_ERROR] = span.status.description or True
-    scope = span.instrumentation_scope
-    if scope is not None and scope.name != semconv.TRACER_NAME:
-        tags[TAG_SCOPE_NAME] = scope.name
-    return tags
-
-
-def event_annotation_value(event: Event) -> str:
-    """Describe a span event as a Zipkin annotation value."""
-    attributes: Mapping[str, Any] = event.attributes or {}
-    if not attributes:
-        return event.name
-    if event.name == "exception" and "exception.type" in attributes:
-        message = attributes.get("exception.message", "")
-        return f"exception: {attributes['exception.type']}: {message}"
-    if set(attributes) == {semconv.ATTR_LOG_PAYLOAD}:
-        return f"{event.name}: {tag_value(attributes[semconv.ATTR_LOG_PAYLOAD])}"
-    rendered = {key: tag_value(value) for key, value in attributes.items()}
-    return f"{event.name}: {json.dumps(rendered, sort_keys=True)}"
-
-
-def _ip_endpoint_fields(address: str) -> dict[str, str]:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return {}
-    return {"ipv4": str(ip)} if ip.version == 4 else {"ipv6": str(ip)}
-
-
-def remote_endpoint(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Build the Zipkin remote endpoint from a span's peer attributes, if it has any."""
-    if _PEER_KEYS.isdisjoint(attributes):
-        return None
-    endpoint: dict[str, Any] = {}
-    service = attributes.get("peer.service")
-    if isinstance(service, str) and service:
-        endpoint["serviceName"] = service
-    for key in _PEER_ADDRESS_KEYS:
-        address = attributes.get(key)
-        if isinstance(address, str):
-            fields = _ip_endpoint_fields(address)
-            if fields:
-                endpoint.update(fields)
-                break
-    for key in _PEER_PORT_KEYS:
-        port = attributes.get(key)
-        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            endpoint["port"] = port
-            break
-    return endpoint or None
+    return collector_url(endpoint, ZIPKIN_V2_SPANS_PATH, "Zipkin")
 
 
 def encode_v2_span(
@@ -255,7 +125,7 @@ class ZipkinExporter(SpanExporter):
         self,
         service_name: str,
         endpoint: str,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_EXPORT_TIMEOUT,
         local_ipv4: str | None = None,
         max_tag_value_length: int | None = None,
     ) -> None:
@@ -305,7 +175,7 @@ class ZipkinExporter(SpanExporter):
         )
         return SpanExportResult.FAILURE
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Nothing is buffered here; always True."""
         return True
 
@@ -317,4 +187,4 @@ class ZipkinExporter(SpanExporter):
 
 def _local_ipv4_or_none() -> str | None:
     address = local_ipv4()
-    return address if address and _ip_endpoint_fields(address).get("ipv4") else None
+    return address if address and ip_endpoint_fields(address).get("ipv4") else None

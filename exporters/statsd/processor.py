@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
+from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
 from exporters.statsd.wire import safe_metric_name
 from otel_bridge.semconv import (
     ATTR_COMPONENT,
@@ -233,7 +234,7 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         for batch in batches:
             self._flush(batch)
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Nothing waits here: a request's metrics are sent when its root span ends."""
         return True
 

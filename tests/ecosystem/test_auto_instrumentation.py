@@ -183,7 +183,7 @@ def test_ini_exporter_runs_beside_the_distro_exporter(tmp_path: pathlib.Path) ->
 
     assert _exporters(info) == [
         ("BatchSpanProcessor", "ConsoleSpanExporter"),
-        ("BoundedBatchSpanProcessor", "ConsoleSpanExporter"),
+        ("BoundedBatchSpanProcessor", "RequestTreeConsoleExporter"),
         ("BoundedBatchSpanProcessor", "JsonLinesExporter"),
     ]
 

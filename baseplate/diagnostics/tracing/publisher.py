@@ -38,7 +38,7 @@ from typing import Any
 
 from baseplate import config
 from baseplate.retry import RetryPolicy
-from exporters._http import JsonPoster
+from exporters.http import JsonPoster
 from exporters.sidecar import open_trace_queue
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,13 @@
-"""A small HTTP client for posting JSON batches to collectors.
+"""HTTP to span collectors: endpoint URLs and a small client posting JSON batches.
 
-Uses only the standard library (so it follows gevent's socket patching), keeps one
-connection alive between posts and applies a timeout to connecting, sending and reading.
+:func:`collector_url` turns a configured collector endpoint into the URL spans are posted
+to; each exporter names its own default path with it (:func:`exporters.zipkin.zipkin_spans_url`,
+:func:`exporters.otlp.otlp_traces_url`).
+
+:class:`JsonPoster` uses only the standard library (so it follows gevent's socket
+patching), keeps one connection alive between posts, applies a timeout to connecting,
+sending and reading, and posts with OpenTelemetry instrumentation suppressed, so that
+sending spans makes no spans.
 """
 
 from __future__ import annotations
@@ -12,6 +18,30 @@ import socket
 import threading
 import urllib.parse
 import weakref
+
+from otel_bridge.context import instrumentation_suppressed
+
+
+def collector_url(endpoint: str, default_path: str, collector: str) -> str:
+    """Return the URL to post to for a configured collector ``endpoint``.
+
+    ``host:port`` means ``http://host:port``; a URL without a path (or with ``/``) gets
+    ``default_path``; a URL with a path is used as given, so collectors mounted elsewhere
+    can be reached. Raises :class:`ValueError`, naming the ``collector`` (e.g. "Zipkin"),
+    for an empty endpoint, a scheme other than http(s), a missing host or a malformed port.
+    """
+    endpoint = endpoint.strip()
+    if not endpoint:
+        raise ValueError(f"empty {collector} endpoint")
+    if "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    parsed = urllib.parse.urlsplit(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not an http(s) {collector} endpoint: {endpoint!r}")
+    _ = parsed.port  # raises ValueError for a malformed port
+    if parsed.path in ("", "/"):
+        return urllib.parse.urlunsplit(parsed._replace(path=default_path))
+    return endpoint
 
 
 class JsonPoster:
@@ -55,7 +85,9 @@ class JsonPoster:
         Raises :class:`OSError` (including timeouts) or :class:`http.client.HTTPException`
         when the collector cannot be reached or does not answer in time.
         """
-        with self._lock:
+        # Suppressed here, not only in the batch worker: the trace publisher and exporters
+        # run by other span processors post through this too.
+        with self._lock, instrumentation_suppressed():
             if self._closed:
                 raise ConnectionAbortedError(f"poster for {self.url} is closed")
             connection = self._connection
