@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from exporters.zipkin import ZipkinExporter, encode_v2_span, zipkin_spans_url
 from otel_bridge import semconv
 
-from .conftest import SCHEMA_PATH, Receiver, SpanMaker
+from .fixtures import SCHEMA_PATH, Receiver, SpanMaker
 
 SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 
@@ -127,7 +127,9 @@ def test_server_span_continuing_an_upstream_span_is_shared(
     upstream = spans.remote_parent(0x77, 0x10, sampled=True)
     spans.ids.span_ids.append(0x20)  # the id the upstream client span sent as X-Span
     with spans.tracer.start_as_current_span(
-        "handler", context=upstream, kind=SpanKind.SERVER,
+        "handler",
+        context=upstream,
+        kind=SpanKind.SERVER,
         attributes={semconv.ATTR_SHARED_SPAN: True},
     ):
         with spans.tracer.start_as_current_span("child", kind=SpanKind.CLIENT):

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from exporters.batch import BoundedBatchSpanProcessor
 from exporters.zipkin import ZipkinExporter
 
-from .conftest import Receiver, SpanMaker, wait_for
+from .fixtures import Receiver, SpanMaker, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

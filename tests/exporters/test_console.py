@@ -7,10 +7,11 @@ import io
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from exporters.console import ConsoleSpanExporter
+from exporters import console
+from exporters.console import RequestTreeConsoleExporter
 from otel_bridge import semconv
 
-from .conftest import SpanMaker
+from .fixtures import SpanMaker
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -38,7 +39,7 @@ def request_with_children(spans: SpanMaker, trace_id: int = 0x1234) -> None:
 def test_request_is_printed_as_a_tree_with_a_waterfall(spans: SpanMaker) -> None:
     request_with_children(spans)
     out = io.StringIO()
-    exporter = ConsoleSpanExporter(out=out, bar_width=10)
+    exporter = RequestTreeConsoleExporter(out=out, bar_width=10)
 
     exporter.export(spans.finished())
 
@@ -54,7 +55,7 @@ def test_nothing_is_printed_until_the_request_ends(spans: SpanMaker) -> None:
     request_with_children(spans)
     children, root = spans.finished()[:-1], spans.finished()[-1:]
     out = io.StringIO()
-    exporter = ConsoleSpanExporter(out=out)
+    exporter = RequestTreeConsoleExporter(out=out)
 
     exporter.export(children)
     assert out.getvalue() == ""
@@ -68,7 +69,7 @@ def test_each_request_gets_its_own_tree(spans: SpanMaker) -> None:
     request_with_children(spans, trace_id=0x2)
     out = io.StringIO()
 
-    ConsoleSpanExporter(out=out).export(spans.finished())
+    RequestTreeConsoleExporter(out=out).export(spans.finished())
 
     text = out.getvalue()
     assert text.count("trace 0000000000000001") == 1
@@ -78,7 +79,7 @@ def test_each_request_gets_its_own_tree(spans: SpanMaker) -> None:
 
 def test_held_spans_are_bounded(spans: SpanMaker) -> None:
     out = io.StringIO()
-    exporter = ConsoleSpanExporter(out=out, max_pending_spans=3)
+    exporter = RequestTreeConsoleExporter(out=out, max_pending_spans=3)
     root = spans.tracer.start_span("never-ends", start_time=T0)
     parent = trace.set_span_in_context(root)
     for index in range(5):
@@ -94,9 +95,16 @@ def test_held_spans_are_bounded(spans: SpanMaker) -> None:
 def test_shutdown_prints_partial_requests(spans: SpanMaker) -> None:
     request_with_children(spans)
     out = io.StringIO()
-    exporter = ConsoleSpanExporter(out=out)
+    exporter = RequestTreeConsoleExporter(out=out)
     exporter.export(spans.finished()[:1])
 
     exporter.shutdown()
 
     assert "redis.GET" in out.getvalue()
+
+
+def test_the_first_name_is_an_alias_and_not_opentelemetrys() -> None:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter as OTelConsoleSpanExporter
+
+    assert console.ConsoleSpanExporter is RequestTreeConsoleExporter
+    assert RequestTreeConsoleExporter.__name__ != OTelConsoleSpanExporter.__name__

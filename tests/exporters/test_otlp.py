@@ -9,10 +9,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from exporters.batch import BoundedBatchSpanProcessor
-from exporters.otlp import make_otlp_exporter, otlp_traces_url
+from exporters.otlp import environment_headers, make_otlp_exporter, otlp_traces_url
 from otel_bridge import semconv
 
-from .conftest import Collector, Receiver, SpanMaker, wait_for
+from .fixtures import Collector, Receiver, SpanMaker, wait_for
 
 
 def test_spans_reach_the_collector(rotel: Collector, spans: SpanMaker) -> None:
@@ -96,3 +96,29 @@ def test_collector_error_answer_fails(receiver: Receiver, spans: SpanMaker) -> N
 )
 def test_endpoint_url(endpoint: str, url: str) -> None:
     assert otlp_traces_url(endpoint) == url
+
+
+def test_blank_traces_headers_variable_falls_back_to_the_general_one(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver, spans: SpanMaker
+) -> None:
+    # Blank means unset for every OTEL_* variable (the SDK alone would send no key here).
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "  ")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "X-Api-Key=abc%20def,tenant=t1")
+    with spans.tracer.start_as_current_span("op"):
+        pass
+    exporter = make_otlp_exporter(receiver.url, headers={"Tenant": "given"})
+
+    assert exporter.export(spans.finished()) is SpanExportResult.SUCCESS
+
+    headers = receiver.requests[0].headers
+    assert headers["x-api-key"] == "abc def"
+    assert headers["tenant"] == "given"
+
+
+def test_environment_headers() -> None:
+    traces, general = "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
+
+    assert environment_headers({}) == {}
+    assert environment_headers({general: "a=1"}) == {"a": "1"}
+    assert environment_headers({traces: "b=2", general: "a=1"}) == {"b": "2"}
+    assert environment_headers({traces: " ", general: "a=1"}) == {"a": "1"}

@@ -20,7 +20,7 @@ from baseplate.diagnostics.tracing.publisher import TraceBatch
 from exporters.sidecar import SidecarExporter, trace_queue_path
 from otel_bridge import semconv
 
-from .conftest import Receiver, SpanMaker, wait_for
+from .fixtures import Receiver, SpanMaker, wait_for
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000_000_000  # ns
