@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
-from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
+from exporters.defaults import DEFAULT_EXPORT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT_MILLIS
 from otel_bridge.context import ExcInfo, ending_exc_info, instrumentation_suppressed
 from otel_bridge.semconv import is_baseplate_span
 
@@ -71,6 +71,9 @@ class SentrySpanProcessor(SpanProcessor):
     :param scope: Opened when a server span starts, closed once it ended and was reported.
     :param announced_requests_only: Handle only the server spans :meth:`announce` named
         (those of one Baseplate, when several share a tracer provider).
+    :param flush: ``flush(timeout)`` waits up to ``timeout`` seconds for the reports the
+        client still queues and returns how many are left; used by ``force_flush`` and
+        ``shutdown``, so the tracer provider's shutdown budget covers error reports too.
     """
 
     def __init__(
@@ -78,9 +81,11 @@ class SentrySpanProcessor(SpanProcessor):
         report: Reporter,
         scope: RequestScope | None = None,
         announced_requests_only: bool = False,
+        flush: Callable[[float], int] | None = None,
     ):
         self.report = report
         self.scope = scope
+        self.flush = flush
         self.announced_requests_only = announced_requests_only
         self.reported = 0
         self.failed = 0
@@ -153,7 +158,24 @@ class SentrySpanProcessor(SpanProcessor):
             self._log.error("error report could not be sent: %s", exc)
 
     def shutdown(self) -> None:
-        pass
+        """Wait up to :data:`~exporters.defaults.DEFAULT_EXPORT_TIMEOUT` for queued reports;
+        log once how many were not sent."""
+        if self.flush is None:
+            return
+        unsent = self._flush(DEFAULT_EXPORT_TIMEOUT)
+        if unsent:
+            logger.warning("%d error reports were not sent before shutdown", unsent)
 
     def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
-        return True
+        """Wait up to ``timeout_millis`` for queued reports; whether all were sent."""
+        if self.flush is None:
+            return True
+        return self._flush(timeout_millis / 1000) == 0
+
+    def _flush(self, timeout: float) -> int:
+        assert self.flush is not None
+        try:
+            return self.flush(timeout)
+        except Exception as exc:
+            self._log.error("could not flush error reports: %s", exc)
+            return 0

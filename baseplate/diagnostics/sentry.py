@@ -17,14 +17,18 @@ queue is bounded (:data:`MAX_QUEUED_EVENTS`; further events are dropped and coun
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
 from baseplate._span import DiagnosticObserver, ServerSpan, ServerSpanObserver
+from exporters._ratelimit import RateLimitedLog
 from exporters.sentry import SentrySpanProcessor
 from otel_bridge.context import ExcInfo
 
@@ -35,32 +39,159 @@ logger = logging.getLogger(__name__)
 
 #: Events waiting for the background sender at most; more are dropped.
 MAX_QUEUED_EVENTS = 100
+#: Seconds between two log lines about Sentry being unreachable.
+ERROR_LOG_INTERVAL = 60.0
+
+
+class ReportSender:
+    """Sends error reports from one background thread (a greenlet under gevent), in order.
+
+    At most :data:`MAX_QUEUED_EVENTS` reports wait; more are dropped and counted. It replaces
+    raven's own worker, which registers an ``atexit`` handler that fails under gevent and
+    loses the pending reports without a word: here :meth:`flush` waits a bounded time and
+    says how many reports were not sent.
+    """
+
+    def __init__(self, max_queued: int = MAX_QUEUED_EVENTS) -> None:
+        self.max_queued = max_queued
+        #: Reports sent, failed (Sentry unreachable or refusing) and dropped (queue full).
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self._queue: collections.deque[tuple[Any, tuple[Any, ...]]] = collections.deque()
+        self._busy = False
+        self._changed = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def is_alive(self) -> bool:
+        """Whether the sending thread runs in this process."""
+        return self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
+
+    def queue(self, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the sending thread, unless too many reports wait."""
+        with self._changed:
+            if len(self._queue) >= self.max_queued:
+                self.dropped += 1
+                return
+            self._queue.append((callback, args))
+            self._changed.notify_all()
+        if not self.is_alive():
+            self._start()
+
+    def pending(self) -> int:
+        """Reports queued or being sent."""
+        with self._changed:
+            return len(self._queue) + int(self._busy)
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the queue to empty; the reports still unsent."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.is_alive():
+                    break
+                self._changed.wait(left)
+            return len(self._queue) + int(self._busy)
+
+    def _start(self) -> None:
+        with self._changed:
+            if self.is_alive():
+                return
+            self._pid = os.getpid()
+            self._busy = False
+            self._thread = threading.Thread(
+                target=self._run, name="baseplate.sentry-sender", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                callback, args = self._queue.popleft()
+                self._busy = True
+            try:
+                callback(*args)
+            except Exception as exc:  # raven's callbacks report their own failures
+                logger.debug("error report callback failed: %s", exc)
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+
+class _QuietLogger:
+    """Stands in for raven's ``sentry.errors`` loggers: one line, without a traceback, at
+    most every :data:`ERROR_LOG_INTERVAL` seconds, however many reports fail."""
+
+    def __init__(self, name: str) -> None:
+        self._log = RateLimitedLog(logging.getLogger(name), ERROR_LOG_INTERVAL)
+
+    def error(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log.error("%s", _one_line(message, args))
+
+    warning = exception = critical = error
+
+    def info(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    debug = info
+
+
+def _one_line(message: Any, args: tuple[Any, ...]) -> str:
+    if isinstance(message, list) and message:  # raven's dump of an unsent event
+        return f"error report not sent: {message[0]}"
+    try:
+        text = str(message) % args if args else str(message)
+    except Exception:
+        text = str(message)
+    return text.splitlines()[0] if text else text
 
 
 def _bounded_transport() -> type:
-    from raven.transport.threaded import AsyncWorker, ThreadedHTTPTransport
-
-    class BoundedAsyncWorker(AsyncWorker):
-        dropped = 0
-
-        def queue(self, callback: Any, *args: Any, **kwargs: Any) -> None:
-            if self._queue.qsize() >= MAX_QUEUED_EVENTS:
-                BoundedAsyncWorker.dropped += 1
-                return
-            super().queue(callback, *args, **kwargs)
+    from raven.transport.threaded import ThreadedHTTPTransport
 
     class BoundedThreadedHTTPTransport(ThreadedHTTPTransport):
-        """raven's threaded transport with a bounded queue."""
+        """raven's threaded transport, sending through a :class:`ReportSender`."""
 
         scheme = ["sync+http", "sync+https", "http", "https"]
 
-        def get_worker(self) -> Any:
-            worker: Any = getattr(self, "_worker", None)
-            if worker is None or not worker.is_alive():
-                worker = self._worker = BoundedAsyncWorker()
+        def get_worker(self) -> ReportSender:
+            worker: ReportSender | None = getattr(self, "_worker", None)
+            if worker is None:
+                worker = self._worker = ReportSender()
             return worker
 
+        def send_sync(
+            self, url: Any, data: Any, headers: Any, success_cb: Any, failure_cb: Any
+        ) -> None:
+            worker = self.get_worker()
+
+            def sent() -> None:
+                worker.sent += 1
+                success_cb()
+
+            def failed(exc: Exception) -> None:
+                worker.failed += 1
+                failure_cb(exc)
+
+            super().send_sync(url, data, headers, sent, failed)
+
     return BoundedThreadedHTTPTransport
+
+
+def report_sender(client: Any) -> ReportSender | None:
+    """The :class:`ReportSender` of a raven client made by :func:`error_reporter_from_config`
+    (None for other clients, or before the first report)."""
+    try:
+        transport = client.remote.get_transport()
+    except Exception:
+        return None
+    worker = getattr(transport, "_worker", None) if transport is not None else None
+    return worker if isinstance(worker, ReportSender) else None
 
 
 def _find_release(module_name: str) -> str | None:
@@ -122,7 +253,7 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
         # scheme against its transports as it does for a client without one
         RemoteConfig.from_string(sentry.dsn, transport_registry=raven.Client._registry)
     root_module = module_name.split(".")[0]
-    return raven.Client(
+    client = raven.Client(
         dsn=sentry.dsn or None,
         site=sentry.site,
         environment=sentry.environment,
@@ -139,6 +270,11 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
         install_logging_hook=False,
         hook_libraries=[],
     )
+    # With Sentry down, raven logs every failed report with its traceback and a dump of the
+    # event; one line now and then says the same.
+    client.error_logger = _QuietLogger("sentry.errors")
+    client.uncaught_logger = _QuietLogger("sentry.errors.uncaught")
+    return client
 
 
 def _is_raven_client(client: Any) -> bool:
@@ -172,6 +308,24 @@ def _reporter_for(client: Any) -> Any:
             sentry_sdk.capture_exception(exc_info)
 
     return report_with_sentry_sdk
+
+
+def _flusher_for(client: Any) -> Any:
+    if _is_raven_client(client):
+
+        def flush_raven(timeout: float) -> int:
+            sender = report_sender(client)
+            return 0 if sender is None else sender.flush(timeout)
+
+        return flush_raven
+
+    def flush_sentry_sdk(timeout: float) -> int:
+        import sentry_sdk
+
+        sentry_sdk.flush(timeout=timeout)
+        return 0
+
+    return flush_sentry_sdk
 
 
 class _RavenRequestScope:
@@ -234,7 +388,10 @@ class SentryBaseplateObserver(DiagnosticObserver):
         scope = _RavenRequestScope(raven) if self._raven_context else None
         #: The span processor reporting this client's requests.
         self.processor = SentrySpanProcessor(
-            _reporter_for(raven), scope=scope, announced_requests_only=True
+            _reporter_for(raven),
+            scope=scope,
+            announced_requests_only=True,
+            flush=_flusher_for(raven),
         )
 
     def attach(self, baseplate: Baseplate) -> None:

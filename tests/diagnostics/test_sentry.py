@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -133,8 +134,9 @@ def test_sentry_down_never_reaches_the_request() -> None:
         span = bp.make_server_span(RequestContext(), "handler")
         with pytest.raises(ValueError), span:
             raise ValueError("boom")
-    worker = client.remote.get_transport().get_worker()
-    assert worker._queue.qsize() <= sentry_diagnostics.MAX_QUEUED_EVENTS
+    worker = sentry_diagnostics.report_sender(client)
+    assert worker is not None
+    assert worker.pending() <= sentry_diagnostics.MAX_QUEUED_EVENTS
 
 
 def test_reporter_that_raises_is_contained() -> None:
@@ -216,3 +218,141 @@ def test_configuring_twice_reports_once() -> None:
     with pytest.raises(ValueError), span:
         raise ValueError("once")
     assert len(reports) == 1
+
+
+class HangingSentry:
+    """Accepts connections and never answers: a Sentry that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_sentry_down_logs_one_line_without_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = baseplate.error_reporter_from_config(
+        {"sentry.dsn": f"http://public:secret@127.0.0.1:{port}/1"}, __name__
+    )
+    bp = make_baseplate(client)
+    with caplog.at_level(logging.DEBUG, logger="sentry"):
+        for _ in range(20):
+            span = bp.make_server_span(RequestContext(), "handler")
+            with pytest.raises(ValueError), span:
+                raise ValueError("boom")
+        sender = sentry_diagnostics.report_sender(client)
+        assert sender is not None
+        assert sender.flush(10) == 0
+    assert sender.failed >= 1
+    sentry_records = [r for r in caplog.records if r.name.startswith("sentry")]
+    assert 1 <= len(sentry_records) <= 2
+    assert all(not r.exc_info and "\n" not in r.getMessage() for r in sentry_records)
+
+
+def test_flush_waits_for_reports_and_says_what_was_not_sent(
+    receiver: SentryReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = receiver.server_address[1]
+    client = baseplate.error_reporter_from_config(
+        {"sentry.dsn": f"http://public:secret@127.0.0.1:{port}/1"}, __name__
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    bp = Baseplate(tracer_provider=provider)
+    bp.configure_error_reporting(client)
+    span = bp.make_server_span(RequestContext(), "handler")
+    with pytest.raises(ZeroDivisionError), span:
+        1 / 0  # noqa: B018
+    assert provider.force_flush(10_000)
+    assert len(receiver.events) == 1
+    sender = sentry_diagnostics.report_sender(client)
+    assert sender is not None and sender.sent == 1
+
+    hanging = HangingSentry()
+    try:
+        client = baseplate.error_reporter_from_config(
+            {"sentry.dsn": f"http://public:secret@127.0.0.1:{hanging.port}/1?timeout=30"},
+            __name__,
+        )
+        provider = TracerProvider(shutdown_on_exit=False)
+        bp = Baseplate(tracer_provider=provider)
+        bp.configure_error_reporting(client)
+        for _ in range(3):
+            span = bp.make_server_span(RequestContext(), "handler")
+            with pytest.raises(ZeroDivisionError), span:
+                1 / 0  # noqa: B018
+        started = time.monotonic()
+        assert provider.force_flush(300) is False
+        assert time.monotonic() - started < 5
+        (observer,) = [o for o in bp.observers if hasattr(o, "processor")]
+        with caplog.at_level(logging.WARNING):
+            observer.processor.flush = lambda timeout: sender_flush(client, 0.1)
+            provider.shutdown()
+        assert "3 error reports were not sent before shutdown" in caplog.text
+    finally:
+        hanging.close()
+
+
+def test_reports_past_the_queue_bound_are_dropped_and_counted() -> None:
+    hanging = HangingSentry()
+    try:
+        client = baseplate.error_reporter_from_config(
+            {"sentry.dsn": f"http://public:secret@127.0.0.1:{hanging.port}/1?timeout=30"},
+            __name__,
+        )
+        bp = make_baseplate(client)
+        for _ in range(sentry_diagnostics.MAX_QUEUED_EVENTS + 20):
+            span = bp.make_server_span(RequestContext(), "handler")
+            with pytest.raises(ValueError), span:
+                raise ValueError("boom")
+        sender = sentry_diagnostics.report_sender(client)
+        assert sender is not None
+        assert sender.pending() <= sentry_diagnostics.MAX_QUEUED_EVENTS + 1
+        assert sender.dropped >= 19
+    finally:
+        hanging.close()
+
+
+def sender_flush(client: Any, timeout: float) -> int:
+    sender = sentry_diagnostics.report_sender(client)
+    assert sender is not None
+    return sender.flush(timeout)
+
+
+RAVEN_UNDER_GEVENT = """
+from gevent import monkey
+monkey.patch_all()
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+import baseplate
+from baseplate.core import Baseplate, RequestContext
+client = baseplate.error_reporter_from_config({"sentry.dsn": sys.argv[1]}, "__main__")
+provider = TracerProvider()
+bp = Baseplate(tracer_provider=provider)
+bp.configure_error_reporting(client)
+try:
+    with bp.make_server_span(RequestContext(), "handler"):
+        1 / 0
+except ZeroDivisionError:
+    pass
+provider.shutdown()
+"""
+
+
+def test_reports_are_sent_at_exit_under_gevent(receiver: SentryReceiver) -> None:
+    port = receiver.server_address[1]
+    result = subprocess.run(
+        [sys.executable, "-c", RAVEN_UNDER_GEVENT, f"http://public:secret@127.0.0.1:{port}/1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "all_tasks_done" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(receiver.events) == 1
