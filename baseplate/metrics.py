@@ -397,7 +397,8 @@ def metrics_client_from_config(raw_config: Mapping[str, Any]) -> Client:
     and takes one optional one:
 
     ``metrics.max_datagram_size``
-        The largest datagram to send, in bytes (default 1432, safe for an Ethernet MTU).
+        The largest datagram to send, in bytes (default 1432, safe for an Ethernet MTU;
+        1 to 65507, the most a UDP datagram carries).
 
     :param dict raw_config: The application configuration which should have settings for
         the metrics client.
@@ -410,16 +411,13 @@ def metrics_client_from_config(raw_config: Mapping[str, Any]) -> Client:
             "metrics": {
                 "namespace": config.String,
                 "endpoint": config.Optional(config.Endpoint),
+                # 65507 bytes: the largest payload of a UDP datagram over IPv4
                 "max_datagram_size": config.Optional(
-                    config.Integer, default=DEFAULT_MAX_DATAGRAM_SIZE
+                    config.IntegerRange(1, 65507), default=DEFAULT_MAX_DATAGRAM_SIZE
                 ),
             }
         },
     )
-    if cfg.metrics.max_datagram_size < 1:
-        raise config.ConfigurationError(
-            "metrics.max_datagram_size", f"must be positive, got {cfg.metrics.max_datagram_size}"
-        )
     try:
         _encode_namespace(cfg.metrics.namespace)
     except ValueError as exc:

@@ -268,6 +268,9 @@ class _PooledConnection:
 
 #: The ``max_age`` of pools made by :func:`thrift_pool_from_config` when not configured.
 DEFAULT_CONFIG_MAX_AGE = datetime.timedelta(minutes=1)
+#: The most ``max_retries`` :func:`thrift_pool_from_config` accepts: with the pause between
+#: attempts capped at half a second, more would keep a request waiting for minutes.
+MAX_CONFIG_RETRIES = 100
 
 
 def thrift_pool_from_config(
@@ -286,24 +289,32 @@ def thrift_pool_from_config(
 
     * ``endpoint`` (required): A ``host:port`` pair, e.g. ``localhost:2014``, (or a unix
       socket path) where the Thrift server can be found.
-    * ``size``: The size of the connection pool.
+    * ``size``: The size of the connection pool, 1 to :data:`~baseplate.config.MAX_POOL_SIZE`
+      (10 000; the pool sets aside every slot when it is made).
     * ``max_age``: The oldest a connection can be before it's recycled and replaced with a
       new one. Written as a time span e.g. ``1 minute`` (the default here, as in
-      baseplate's own helper; the class's default is 120 seconds).
+      baseplate's own helper; the class's default is 120 seconds) or a number of seconds;
+      at most one day.
     * ``timeout``: The maximum amount of time a connection attempt or RPC call can take
-      before a TimeoutError is raised. Written as a time span.
+      before a TimeoutError is raised. Written as a time span or a number of seconds; more
+      than zero, at most one day.
     * ``max_retries``: The maximum number of times the pool will attempt to open a
-      connection.
+      connection, 1 to :data:`MAX_CONFIG_RETRIES`.
+
+    Values may be given as text or, in code, as numbers (``{"thrift.size": 10}``). A value
+    out of its range raises :class:`~baseplate.config.ConfigurationError` naming the key.
     """
     if not prefix.endswith("."):
         raise ValueError(f"prefix must end with a dot, got {prefix!r}")
     parser = config.SpecParser(
         {
             "endpoint": config.Endpoint,
-            "size": config.Optional(config.Integer, default=None),
-            "max_age": config.Optional(config.Timespan, default=DEFAULT_CONFIG_MAX_AGE),
-            "timeout": config.Optional(config.Timespan, default=None),
-            "max_retries": config.Optional(config.Integer, default=None),
+            "size": config.Optional(config.IntegerRange(1, config.MAX_POOL_SIZE), default=None),
+            "max_age": config.Optional(config.Duration(), default=DEFAULT_CONFIG_MAX_AGE),
+            "timeout": config.Optional(config.Duration(allow_zero=False), default=None),
+            "max_retries": config.Optional(
+                config.IntegerRange(1, MAX_CONFIG_RETRIES), default=None
+            ),
         }
     )
     options = parser.parse(prefix[:-1], app_config)

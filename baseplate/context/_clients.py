@@ -27,24 +27,17 @@ def parse_prefixed(
     """Parse the keys below ``prefix`` (which must end with a dot) against ``spec``.
 
     Errors name the full key, e.g. ``redis.url``. Values built in code rather than read
-    from a file (``{"memcache.max_pool_size": 300}``) are read as their text.
+    from a file (``{"memcache.max_pool_size": 300}``) are read as their text, as
+    :func:`baseplate.config.parse_config` reads them.
     """
     if not isinstance(prefix, str) or not prefix.endswith("."):
         raise ValueError(f"prefix must end with a dot, got {prefix!r}")
     raw = {
-        key: _as_text(value)
+        key: value
         for key, value in app_config.items()
         if isinstance(key, str) and key.startswith(prefix)
     }
     return config.SpecParser(spec).parse(prefix[:-1], raw)
-
-
-def _as_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
 
 
 def vendor_instrumentation_active(module_name: str, instrumentor_name: str) -> bool:

@@ -44,14 +44,14 @@ def cluster_from_config(
 
     * ``contact_points`` (required): comma delimited list of contact points to try
       connecting for cluster discovery
-    * ``port``: The server-side port to open connections to.
+    * ``port``: The server-side port to open connections to, 1 to 65535.
     """
     options = parse_prefixed(
         app_config,
         prefix,
         {
             "contact_points": config.TupleOf(config.String),
-            "port": config.Optional(config.Integer, default=None),
+            "port": config.Optional(config.IntegerRange(1, 65535), default=None),
         },
     )
     if options.port is not None:

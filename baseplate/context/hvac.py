@@ -52,7 +52,8 @@ def hvac_factory_from_config(
 
     Supported keys:
 
-    * ``timeout``: How long to wait for calls to Vault (a timespan, default ``1 second``).
+    * ``timeout``: How long to wait for calls to Vault (a timespan or a number of seconds,
+      default ``1 second``); more than zero, at most a day.
 
     :param app_config: The raw application configuration.
     :param secrets_store: A configured :class:`~baseplate.secrets.SecretsStore` from which
@@ -62,7 +63,11 @@ def hvac_factory_from_config(
     options = parse_prefixed(
         app_config,
         prefix,
-        {"timeout": config.Optional(config.Timespan, default=datetime.timedelta(seconds=1))},
+        {
+            "timeout": config.Optional(
+                config.Duration(allow_zero=False), default=datetime.timedelta(seconds=1)
+            )
+        },
     )
     return HvacContextFactory(secrets_store, options.timeout)
 

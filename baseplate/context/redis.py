@@ -49,28 +49,37 @@ def pool_from_config(
     Supported keys:
 
     * ``url`` (required): a URL like ``redis://localhost/0``.
-    * ``max_connections``: an integer maximum number of connections in the pool.
+    * ``max_connections``: an integer maximum number of connections in the pool, 1 to
+      :data:`~baseplate.config.MAX_POOL_SIZE` (10 000; the pool sets aside every slot
+      when it is made).
     * ``socket_connect_timeout``: a timespan of how long to wait for sockets to connect,
-      e.g. ``200 milliseconds``.
+      e.g. ``200 milliseconds`` (or a number of seconds); more than zero, at most a day.
     * ``socket_timeout``: a timespan of how long to wait for socket operations, e.g.
-      ``200 milliseconds``.
+      ``200 milliseconds`` (or a number of seconds); more than zero, at most a day.
+
+    A value out of its range raises :class:`~baseplate.config.ConfigurationError` naming
+    the key.
     """
     options = parse_prefixed(
         app_config,
         prefix,
         {
             "url": config.String,
-            "max_connections": config.Optional(config.Integer, default=None),
-            "socket_connect_timeout": config.Optional(config.Timespan, default=None),
-            "socket_timeout": config.Optional(config.Timespan, default=None),
+            "max_connections": config.Optional(
+                config.IntegerRange(1, config.MAX_POOL_SIZE), default=None
+            ),
+            "socket_connect_timeout": config.Optional(
+                config.Seconds(allow_zero=False), default=None
+            ),
+            "socket_timeout": config.Optional(config.Seconds(allow_zero=False), default=None),
         },
     )
     if options.max_connections is not None:
         kwargs.setdefault("max_connections", options.max_connections)
     if options.socket_connect_timeout is not None:
-        kwargs.setdefault("socket_connect_timeout", options.socket_connect_timeout.total_seconds())
+        kwargs.setdefault("socket_connect_timeout", options.socket_connect_timeout)
     if options.socket_timeout is not None:
-        kwargs.setdefault("socket_timeout", options.socket_timeout.total_seconds())
+        kwargs.setdefault("socket_timeout", options.socket_timeout)
     try:
         return redis.BlockingConnectionPool.from_url(options.url, **kwargs)
     except ValueError as exc:

@@ -59,6 +59,16 @@ _DOCUMENTED_PREFIX = "sqlalchemy."
 _DATABASE_PREFIX = "database."
 
 
+#: The numeric engine arguments checked before SQLAlchemy converts them (``asint``, which
+#: takes any size and, for some, any sign).
+_POOL_SPEC = {
+    "pool_size": config.Optional(config.IntegerRange(0, config.MAX_POOL_SIZE)),
+    "max_overflow": config.Optional(config.IntegerRange(-1, config.MAX_POOL_SIZE)),
+    "pool_timeout": config.Optional(config.IntegerRange(0, 86400)),
+    "pool_recycle": config.Optional(config.IntegerRange(-1, 86400)),
+}
+
+
 def engine_from_config(
     configuration: Mapping[str, str],
     prefix: str = _DOCUMENTED_PREFIX,
@@ -82,6 +92,10 @@ def engine_from_config(
     * ``credentials_secret`` (optional): the path of a credential secret
       (``{"type": "credential", "username": ..., "password": ...}``) in ``secrets``; when
       set, its username and password replace any given in ``url``.
+    * the pool's numbers, checked here so that a bad one names its key: ``pool_size`` (0,
+      no limit, to :data:`~baseplate.config.MAX_POOL_SIZE`), ``max_overflow`` (-1, no
+      limit, to ``MAX_POOL_SIZE``), ``pool_timeout`` (whole seconds, 0 to 86400) and
+      ``pool_recycle`` (whole seconds, -1 to never recycle, up to 86400).
 
     With the default prefix, a configuration that has no ``sqlalchemy.url`` but has
     ``database.`` keys (the prefix of later baseplate releases) is read from those instead,
@@ -125,6 +139,10 @@ def engine_from_config(
         for key, value in configuration.items()
         if key.startswith(prefix) and key[len(prefix) :] not in ("url", "credentials_secret")
     }
+    pool_options = parse_prefixed(configuration, prefix, _POOL_SPEC)
+    engine_options.update(
+        (name, value) for name, value in pool_options.items() if value is not None
+    )
     if engine_options:
         # string values from the file are converted to each argument's type, as
         # sqlalchemy.engine_from_config does
@@ -132,7 +150,8 @@ def engine_from_config(
     engine_options.update(kwargs)
     try:
         return create_engine(url, **engine_options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
+        # an argument create_engine does not take, or a value its own conversion refuses
         raise config.ConfigurationError(prefix.rstrip("."), exc) from None
 
 

@@ -24,7 +24,10 @@ It reads the section ``[event-publisher:something]`` of the INI file:
     How long to keep retrying one batch before dropping it (default ``5 minutes``).
 ``max_queue_size``
     The number of events the queue holds, if the publisher creates it (default 10000,
-    or as many as the kernel's limits allow).
+    or as many as the kernel's limits allow; at most 65536).
+
+The durations are more than zero (``max_retry_time`` may be zero: no retry) and at most a
+day; a value out of range stops the daemon with one line naming the key.
 ``metrics.namespace``, ``metrics.endpoint``
     Where to send the publisher's own statsd metrics: counters ``sent`` (events
     delivered), ``dropped`` (events given up on), ``error.http``, ``error.io``,
@@ -207,14 +210,6 @@ class _NullMetrics:
         return self._timer()
 
 
-def _seconds(text: str) -> float:
-    """A duration: a Timespan such as ``3 seconds`` or a plain number of seconds."""
-    try:
-        return float(text)
-    except ValueError:
-        return config.Timespan(text).total_seconds()
-
-
 def _scheme(text: str) -> str:
     if text not in ("http", "https"):
         raise ValueError(f"expected 'http' or 'https', got {text!r}")
@@ -228,6 +223,9 @@ def _version(text: str) -> int:
     return version
 
 
+#: The largest ``max_queue_size``: Linux's hard ceiling on a POSIX queue's length.
+MAX_CONFIG_QUEUE_SIZE = 65536
+
 CONFIG_SPEC: dict[str, Any] = {
     "collector": {
         "hostname": config.String,
@@ -235,10 +233,12 @@ CONFIG_SPEC: dict[str, Any] = {
         "scheme": config.Optional(_scheme, default="https"),
     },
     "key": {"name": config.String, "secret": config.Base64},
-    "post_timeout": config.Optional(_seconds, default=3.0),
-    "retry_backoff": config.Optional(_seconds, default=2.0),
-    "max_retry_time": config.Optional(_seconds, default=300.0),
-    "max_queue_size": config.Optional(config.Integer, default=MAX_QUEUE_SIZE),
+    "post_timeout": config.Optional(config.Seconds(allow_zero=False), default=3.0),
+    "retry_backoff": config.Optional(config.Seconds(allow_zero=False), default=2.0),
+    "max_retry_time": config.Optional(config.Seconds(), default=300.0),
+    "max_queue_size": config.Optional(
+        config.IntegerRange(1, MAX_CONFIG_QUEUE_SIZE), default=MAX_QUEUE_SIZE
+    ),
     "metrics": {
         "namespace": config.Optional(config.String),
         "endpoint": config.Optional(config.Endpoint),

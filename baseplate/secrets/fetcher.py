@@ -52,9 +52,11 @@ Authentication (``vault.auth_type``):
     ``VAULT_TOKEN`` environment variable). The file is re-read at each refresh so that an
     outside process may rotate the token.
 
-Further optional keys: ``vault.timeout`` (timespan, default 10 seconds) bounds every HTTP
-request; ``refresh.max_interval`` (timespan, default 10 minutes) is the longest the daemon
-waits between fetches, for secrets and tokens without an expiry.
+Further optional keys: ``vault.timeout`` (timespan or seconds, default 10 seconds, more than
+zero and at most a day) bounds every HTTP request; ``refresh.max_interval`` (timespan or
+seconds, default 10 minutes, more than zero and at most a day) is the longest the daemon
+waits between fetches, for secrets and tokens without an expiry. ``output.mode`` is octal,
+at most ``0o7777``.
 
 The daemon re-fetches shortly before the soonest secret lease or token expiry (60 seconds
 before it, or half-way for short leases). The file is replaced atomically (written to a
@@ -451,16 +453,20 @@ CONFIG_SPEC = {
         "mount_point": config.Optional(config.String),
         "token_file": config.Optional(config.String),
         "secret_id_file": config.Optional(config.String),
-        "timeout": config.Optional(config.Timespan, default=datetime.timedelta(seconds=10)),
+        "timeout": config.Optional(
+            config.Duration(allow_zero=False), default=datetime.timedelta(seconds=10)
+        ),
     },
     "output": {
         "path": config.Optional(config.String, default="/var/local/secrets.json"),
         "owner": config.Optional(config.UnixUser),
         "group": config.Optional(config.UnixGroup),
-        "mode": config.Optional(config.Integer(base=8), default=0o400),
+        "mode": config.Optional(config.IntegerRange(0, 0o7777, base=8), default=0o400),
     },
     "refresh": {
-        "max_interval": config.Optional(config.Timespan, default=datetime.timedelta(minutes=10)),
+        "max_interval": config.Optional(
+            config.Duration(allow_zero=False), default=datetime.timedelta(minutes=10)
+        ),
     },
     "secrets": config.Optional(config.TupleOf(config.String), default=[]),
 }
@@ -473,8 +479,6 @@ def parse_fetcher_config(raw_config: Mapping[str, str]) -> config.ConfigNamespac
         raise FetcherConfigError(
             f"vault.role: required for vault.auth_type = {cfg.vault.auth_type}"
         )
-    if cfg.refresh.max_interval.total_seconds() <= 0:
-        raise FetcherConfigError("refresh.max_interval: must be positive")
     return cfg
 
 

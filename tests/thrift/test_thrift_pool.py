@@ -372,6 +372,19 @@ class TestFromConfig:
         )
         assert (pool.size, pool.timeout) == (2, 3.0)
 
+    def test_values_built_in_code(self) -> None:
+        # the same values the redis and memcache helpers take as numbers
+        pool = thrift_pool_from_config(
+            {"thrift.endpoint": "localhost:1", "thrift.size": 10, "thrift.timeout": 0.25}
+        )
+        assert (pool.size, pool.timeout) == (10, 0.25)
+
+    def test_durations_as_numbers_of_seconds(self) -> None:
+        pool = thrift_pool_from_config(
+            {"svc.endpoint": "localhost:1", "svc.timeout": "5", "svc.max_age": "90"}, "svc."
+        )
+        assert (pool.timeout, pool.max_age) == (5.0, 90.0)
+
     def test_connects_to_configured_endpoint(self, server: Any) -> None:
         pool = thrift_pool_from_config({"svc.endpoint": f"127.0.0.1:{server.port}"}, "svc.")
         assert call(pool)
@@ -383,8 +396,15 @@ class TestFromConfig:
             ({"svc.endpoint": "no-port"}, "svc.endpoint"),
             ({"svc.endpoint": "localhost:1", "svc.size": "ten"}, "svc.size"),
             ({"svc.endpoint": "localhost:1", "svc.max_age": "soon"}, "svc.max_age"),
-            ({"svc.endpoint": "localhost:1", "svc.timeout": "5"}, "svc.timeout"),
+            ({"svc.endpoint": "localhost:1", "svc.timeout": "0"}, "svc.timeout"),
             ({"svc.endpoint": "localhost:1", "svc.max_retries": "x"}, "svc.max_retries"),
+            ({"svc.endpoint": "localhost:1", "svc.size": "-1"}, "svc.size"),
+            ({"svc.endpoint": "localhost:1", "svc.size": "0"}, "svc.size"),
+            ({"svc.endpoint": "localhost:1", "svc.size": str(10**30)}, "svc.size"),
+            ({"svc.endpoint": "localhost:1", "svc.size": 10_001}, "svc.size"),
+            ({"svc.endpoint": "localhost:1", "svc.max_age": "2 days"}, "svc.max_age"),
+            ({"svc.endpoint": "localhost:1", "svc.timeout": float("nan")}, "svc.timeout"),
+            ({"svc.endpoint": "localhost:1", "svc.max_retries": "101"}, "svc.max_retries"),
         ],
     )
     def test_errors_name_the_key(self, raw: dict[str, str], key: str) -> None:

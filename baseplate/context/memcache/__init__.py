@@ -21,6 +21,10 @@ from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
 from baseplate._span import Span
 
+#: The largest ``max_pool_size``: pymemcache's own default (2**31), as the 0.28 helper
+#: documents it. The pool opens connections only as they are needed, so it costs nothing.
+MAX_POOL_SIZE = 2**31
+
 #: Longest ``keys`` tag written for multi-key calls (the count is always exact).
 _MAX_KEYS_TAG = 100
 
@@ -43,11 +47,13 @@ def pool_from_config(
     * ``endpoint`` (required): a string representing a host and port to connect to
       memcached service, e.g. ``localhost:11211`` or ``127.0.0.1:11211``.
     * ``max_pool_size``: an integer for the maximum pool size to use, by default this is
-      ``2147483648``.
+      ``2147483648`` (also the largest accepted: connections are opened as needed).
     * ``connect_timeout``: a float representing seconds to wait for a connection to
-      memcached server. Defaults to the underlying socket default timeout.
+      memcached server (or a timespan, e.g. ``500 milliseconds``); more than zero, at most
+      a day. Defaults to the underlying socket default timeout.
     * ``timeout``: a float representing seconds to wait for calls on the socket connected
-      to memcache. Defaults to the underlying socket default timeout.
+      to memcache (or a timespan); more than zero, at most a day. Defaults to the
+      underlying socket default timeout.
     * ``no_delay``: whether to set ``TCP_NODELAY`` on the sockets (default ``true``).
 
     :param app_config: the config dictionary
@@ -59,15 +65,17 @@ def pool_from_config(
         objects, must be compatible with ``serializer``. An example is
         :func:`~baseplate.context.memcache.lib.decompress_and_load`.
     :returns: :class:`pymemcache.client.base.PooledClient`
+    :raises baseplate.config.ConfigurationError: naming the key whose value is wrong or out
+        of range.
     """
     options = parse_prefixed(
         app_config,
         prefix,
         {
             "endpoint": config.Endpoint,
-            "max_pool_size": config.Optional(config.Integer, default=None),
-            "connect_timeout": config.Optional(config.Float, default=None),
-            "timeout": config.Optional(config.Float, default=None),
+            "max_pool_size": config.Optional(config.IntegerRange(1, MAX_POOL_SIZE), default=None),
+            "connect_timeout": config.Optional(config.Seconds(allow_zero=False), default=None),
+            "timeout": config.Optional(config.Seconds(allow_zero=False), default=None),
             "no_delay": config.Optional(config.Boolean, default=True),
         },
     )
