@@ -9,7 +9,8 @@ Nothing here imports this project: the interpreter is the one of the virtualenv 
   one timed round of the same request workload as the other variants and prints a JSON line
   with its timing and the spans its recorder got. ``quit`` or the end of stdin stops it.
 * ``serve_throughput.py`` names :func:`make_wsgi_app` as the app factory of reddit's
-  ``baseplate-serve`` (with only this directory on ``PYTHONPATH``).
+  ``baseplate-serve`` (with only this directory on ``PYTHONPATH``), and in one variant
+  ``NoDelayHandler`` as its WSGI server's ``handler`` (1.5's option for a pywsgi handler class).
 
 The API is 1.5's documented one: ``Baseplate(app_config)``, ``configure_observers()`` for the
 server, ``configure_tracing(TracingClient(...))`` and ``configure_metrics(client)`` for the
@@ -47,6 +48,28 @@ def make_wsgi_app(app_config: dict[str, str]) -> Any:
     configurator.add_route("hello", "/hello")
     configurator.add_view(lambda request: Response(b"Hello, world!"), route_name="hello")
     return configurator.make_wsgi_app()
+
+
+def __getattr__(name: str) -> Any:
+    """``NoDelayHandler``: gevent's pywsgi handler with TCP_NODELAY on its connection.
+
+    reddit's 1.5 WSGI server leaves Nagle's algorithm on; its Pyramid responses go out chunked,
+    in two writes, and the second waits for the client's delayed ACK (~40 ms a request on
+    keep-alive). Made on first use so that the request workload never imports gevent's server.
+    """
+    if name != "NoDelayHandler":
+        raise AttributeError(name)
+    import socket
+
+    from gevent.pywsgi import WSGIHandler
+
+    class NoDelayHandler(WSGIHandler):  # type: ignore[misc]
+        def handle(self) -> Any:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return super().handle()
+
+    globals()["NoDelayHandler"] = NoDelayHandler
+    return NoDelayHandler
 
 
 def _counting_recorder() -> Any:

@@ -1,18 +1,27 @@
-"""Requests per second of ``baseplate-serve`` against the same application on a bare gevent server.
+"""Requests per second of ``baseplate-serve`` against the alternatives, on the same application.
 
-Two services, each served two ways:
+Two services:
 
 * WSGI: a hello-world Pyramid app with baseplate's integration, tracing (every request sampled,
   exported to Zipkin on a local sink) and statsd metrics (to a local UDP socket), served by
-  ``baseplate-serve`` (``baseplate.server.wsgi``) and by a bare ``gevent.pywsgi.WSGIServer``;
+  ``baseplate-serve`` (``baseplate.server.wsgi``), by a bare ``gevent.pywsgi.WSGIServer`` (the
+  same app and instrumentation), and the same app written for reddit's baseplate 1.5.5
+  (``reddit15.make_wsgi_app``: ``Baseplate(app_config)``, ``configure_observers()``, its Pyramid
+  integration, spans posted to the same sink by its ``RemoteRecorder``) on reddit's own
+  ``baseplate-serve`` from ``.services/reddit-baseplate-1.5`` (``bash benchmarks/setup.sh``),
+  once as shipped and once with ``handler = reddit15:NoDelayHandler`` (TCP_NODELAY: reddit's
+  server leaves Nagle's algorithm on, and its chunked responses wait on delayed ACKs);
 * Thrift: a ``BaseplateService`` processor with the same instrumentation, served by
   ``baseplate-serve`` (``baseplate.server.thrift``) and by a bare gevent ``StreamServer`` running
   the processor over THeader.
 
 Each server runs in its own process; the load generator (asyncio, ``--connections`` keep-alive
 connections on loopback, one request in flight on each) sends ``--requests`` requests after a
-warm-up, giving up after ``--max-seconds``. Rounds alternate between the two servers and the
-best round of each counts. Prints requests per second and the ratio::
+warm-up, giving up after ``--max-seconds``. Rounds alternate between the servers (the order
+rotating); the medians count, and each ratio is the median of the per-round ratios. After each
+measurement the benchmark waits (bounded) for every request's span at the Zipkin sink and its
+two statsd lines (``server.<route>`` timer and ``.success`` counter) at the UDP socket, counts
+them and stops if any is missing. Prints requests per second and the ratios::
 
     .venv/bin/python benchmarks/serve_throughput.py --requests 20000 --connections 16
 """
@@ -26,16 +35,27 @@ import os
 import pathlib
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
+
+from sinks import UDPSink
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 BIN = pathlib.Path(sys.executable).parent
+REDDIT_BIN = REPO_ROOT / ".services" / "reddit-baseplate-1.5" / "bin"
+
+OURS = "baseplate-serve"
+BARE = "bare gevent"
+REDDIT = "reddit 1.5.5 baseplate-serve"
+REDDIT_NODELAY = "reddit 1.5.5, TCP_NODELAY handler"
+#: statsd lines each request sends (its server span's timer and success counter).
+LINES_PER_REQUEST = 2
 
 
 # -- the applications (imported by the server processes) -----------------------------------
@@ -144,18 +164,23 @@ def run_bare_server(kind: str, port: int, zipkin_url: str, statsd_endpoint: str)
 
 
 class ZipkinSink:
-    """Accepts span posts and throws them away (counting them)."""
+    """Accepts span posts (Zipkin v2 JSON from ours, v1 from reddit's) and throws them away,
+    counting posts and spans (a ``"traceId"`` key per span in both versions)."""
 
     def __init__(self) -> None:
         self.posts = 0
+        self.spans = 0
         sink = self
+        lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.posts += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    sink.posts += 1
+                    sink.spans += body.count(b'"traceId"')
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -196,10 +221,22 @@ async def _http_exchange(
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"unexpected response: {head[:80]!r}")
     length = 0
+    chunked = False
     for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
+        lower = line.lower()
+        if lower.startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
+        elif lower.startswith(b"transfer-encoding:") and b"chunked" in lower:
+            chunked = True
+    if not chunked:
+        await reader.readexactly(length)
+        return
+    # reddit's Pyramid integration wraps the body iterator, so its responses come chunked.
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        await reader.readexactly(size + 2)  # the chunk and its CRLF
+        if size == 0:
+            return
 
 
 async def _thrift_exchange(
@@ -272,19 +309,44 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], limit: float = 6
     raise RuntimeError("server did not start listening")
 
 
+def _write_ini(
+    path: pathlib.Path, factory: str, app: dict[str, str], server: str, *extra: str
+) -> None:
+    lines = ["[app:main]", f"factory = {factory}"]
+    lines += [f"{key} = {value}" for key, value in app.items()]
+    lines += ["", "[server:main]", f"factory = {server}", "stop_timeout = 5 seconds", *extra, ""]
+    path.write_text("\n".join(lines))
+
+
 def _start(
     how: str, kind: str, port: int, workdir: pathlib.Path, zipkin: str, statsd: str
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO_ROOT)]))
-    if how == "baseplate-serve":
-        config = _app_config(zipkin, statsd)
+    bind = ["--bind", f"127.0.0.1:{port}"]
+    if how == OURS:
         factory = "make_wsgi_app" if kind == "wsgi" else "make_thrift_processor"
-        lines = ["[app:main]", f"factory = serve_throughput:{factory}"]
-        lines += [f"{key} = {value}" for key, value in config.items()]
-        lines += ["", "[server:main]", f"factory = baseplate.server.{kind}", "stop_timeout = 5"]
         ini = workdir / f"{kind}.ini"
-        ini.write_text("\n".join(lines) + "\n")
-        command = [str(BIN / "baseplate-serve"), str(ini), "--bind", f"127.0.0.1:{port}"]
+        config = _app_config(zipkin, statsd)
+        _write_ini(ini, f"serve_throughput:{factory}", config, f"baseplate.server.{kind}")
+        command = [str(BIN / "baseplate-serve"), str(ini), *bind]
+    elif how in (REDDIT, REDDIT_NODELAY):
+        # reddit's baseplate-serve, its virtualenv's packages, and this directory only (for
+        # reddit15.py): the repository root must not be on the path, or ``import baseplate``
+        # would find this project.
+        assert kind == "wsgi"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(HERE)}
+        config = {
+            "tracing.service_name": "bench",
+            "tracing.sample_rate": "1.0",
+            "tracing.endpoint": zipkin.removeprefix("http://"),
+            "metrics.namespace": "bench",
+            "metrics.endpoint": statsd,
+            "server_timeout.default": "infinite",
+        }
+        ini = workdir / "reddit-wsgi.ini"
+        extra = ["handler = reddit15:NoDelayHandler"] if how == REDDIT_NODELAY else []
+        _write_ini(ini, "reddit15:make_wsgi_app", config, "baseplate.server.wsgi", *extra)
+        command = [str(REDDIT_BIN / "baseplate-serve"), str(ini), *bind]
     else:
         command = [sys.executable, __file__, "--bare", kind, str(port), zipkin, statsd]
     process = subprocess.Popen(
@@ -294,20 +356,43 @@ def _start(
     return process
 
 
+class Measurement(NamedTuple):
+    rate: float
+    requests: int  # served, warm-up included
+    spans: int
+    lines: int
+
+
 def _measure(
-    how: str, kind: str, args: argparse.Namespace, workdir: pathlib.Path, sinks: tuple[str, str]
-) -> float:
+    how: str,
+    kind: str,
+    args: argparse.Namespace,
+    workdir: pathlib.Path,
+    zipkin: ZipkinSink,
+    statsd: UDPSink,
+) -> Measurement:
+    """Requests per second of one server process, and the telemetry its requests sent."""
     port = _free_port()
-    process = _start(how, kind, port, workdir, *sinks)
+    spans_before, lines_before = zipkin.spans, statsd.matched
+    process = _start(how, kind, port, workdir, zipkin.url, statsd.endpoint)
     try:
         if kind == "thrift":
             _check_thrift_reply(port)
         warm = min(args.requests // 10 + 1, 2000)
-        asyncio.run(_load(kind, port, warm, args.connections, args.max_seconds))
+        warm_done, _ = asyncio.run(_load(kind, port, warm, args.connections, args.max_seconds))
         done, elapsed = asyncio.run(
             _load(kind, port, args.requests, args.connections, args.max_seconds)
         )
-        return done / elapsed
+        served = warm_done + done + (1 if kind == "thrift" else 0)
+        # Every request's span and statsd lines, before the server is stopped (reddit's
+        # RemoteRecorder drops what is still queued at exit).
+        deadline = time.monotonic() + args.telemetry_wait
+        while zipkin.spans - spans_before < served and time.monotonic() < deadline:
+            time.sleep(0.05)
+        statsd.drain(lines_before + served * LINES_PER_REQUEST, limit=args.telemetry_wait)
+        return Measurement(
+            done / elapsed, served, zipkin.spans - spans_before, statsd.matched - lines_before
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -315,6 +400,12 @@ def _measure(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _ratio(results: dict[str, list[Measurement]], top: str, bottom: str) -> float:
+    """The median over rounds of top's rate / bottom's rate measured in the same round."""
+    pairs = zip(results[top], results[bottom], strict=True)
+    return statistics.median(a.rate / b.rate for a, b in pairs)
 
 
 def main() -> None:
@@ -325,36 +416,82 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000, help="requests per measurement")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
-    parser.add_argument("--rounds", type=int, default=2, help="measurements of each server")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each server")
     parser.add_argument(
         "--max-seconds", type=float, default=60.0, help="time limit of one measurement"
     )
     parser.add_argument(
+        "--telemetry-wait",
+        type=float,
+        default=20.0,
+        help="how long to wait for the last spans and statsd lines of a measurement",
+    )
+    parser.add_argument(
         "--kind", choices=["wsgi", "thrift", "both"], default="both", help="which service"
     )
+    parser.add_argument(
+        "--skip-reddit", action="store_true", help="leave out reddit's baseplate-serve"
+    )
     args = parser.parse_args()
+    if not args.skip_reddit and args.kind != "thrift" and not REDDIT_BIN.exists():
+        raise SystemExit(f"{REDDIT_BIN} is missing: run bash benchmarks/setup.sh")
 
     import tempfile
 
     zipkin = ZipkinSink()
-    statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # never read: the kernel drops
-    statsd.bind(("127.0.0.1", 0))
-    sinks = (zipkin.url, f"127.0.0.1:{statsd.getsockname()[1]}")
+    statsd = UDPSink(match=b"bench.server.")
     kinds = ["wsgi", "thrift"] if args.kind == "both" else [args.kind]
+    print(
+        f"{args.requests} requests per measurement after a warm-up, {args.connections} "
+        f"keep-alive connections, {args.rounds} rounds (order rotating), medians",
+        flush=True,
+    )
+    failures = []
     with tempfile.TemporaryDirectory() as workdir:
         for kind in kinds:
-            best = {"baseplate-serve": 0.0, "bare gevent": 0.0}
-            for _ in range(args.rounds):
-                for how in best:
-                    rate = _measure(how, kind, args, pathlib.Path(workdir), sinks)
-                    best[how] = max(best[how], rate)
-            ratio = best["baseplate-serve"] / best["bare gevent"]
-            line = (
-                f"{kind:6}  baseplate-serve {best['baseplate-serve']:8.0f} req/s   "
-                f"bare gevent {best['bare gevent']:8.0f} req/s   ratio {ratio:.2f}"
+            servers = [OURS, BARE]
+            if kind == "wsgi" and not args.skip_reddit:
+                servers += [REDDIT, REDDIT_NODELAY]
+            results: dict[str, list[Measurement]] = {how: [] for how in servers}
+            for number in range(args.rounds):
+                shift = number % len(servers)
+                for how in servers[shift:] + servers[:shift]:
+                    result = _measure(how, kind, args, pathlib.Path(workdir), zipkin, statsd)
+                    results[how].append(result)
+                    if (result.spans, result.lines) != (
+                        result.requests,
+                        result.requests * LINES_PER_REQUEST,
+                    ):
+                        failures.append(
+                            f"{kind} {how}: {result.requests} requests, {result.spans} spans, "
+                            f"{result.lines} server statsd lines"
+                        )
+
+            print()
+            header = (
+                f"{kind:<7}{'server':<35} {'req/s':>8}  {'x bare gevent':>13}"
+                "  counted (spans, server statsd lines)"
             )
-            print(line, flush=True)
+            print(header)
+            print("-" * len(header))
+            for how in servers:
+                rate = statistics.median(m.rate for m in results[how])
+                requests = sum(m.requests for m in results[how])
+                spans = sum(m.spans for m in results[how])
+                lines = sum(m.lines for m in results[how])
+                print(
+                    f"{'':<7}{how:<35} {rate:>8.0f}  {_ratio(results, how, BARE):>12.2f}x"
+                    f"  {requests} requests: {spans} spans, {lines} lines"
+                )
+            if REDDIT in results:
+                for theirs in (REDDIT, REDDIT_NODELAY):
+                    mine = _ratio(results, OURS, theirs)
+                    print(f"  baseplate-serve / {theirs:<34}: {mine:5.2f}x")
+            print(flush=True)
     print(f"(spans posted to the Zipkin sink in {zipkin.posts} batches)")
+    statsd.close()
+    if failures:
+        raise SystemExit("telemetry missing:\n  " + "\n  ".join(failures))
 
 
 if __name__ == "__main__":
