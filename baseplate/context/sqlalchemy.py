@@ -139,10 +139,12 @@ def engine_from_config(
         for key, value in configuration.items()
         if key.startswith(prefix) and key[len(prefix) :] not in ("url", "credentials_secret")
     }
-    pool_options = parse_prefixed(configuration, prefix, _POOL_SPEC)
-    engine_options.update(
-        (name, value) for name, value in pool_options.items() if value is not None
-    )
+    # the pool's numbers, checked; an empty one is not configured
+    for name, value in parse_prefixed(configuration, prefix, _POOL_SPEC).items():
+        if value is None:
+            engine_options.pop(name, None)
+        else:
+            engine_options[name] = value
     if engine_options:
         # string values from the file are converted to each argument's type, as
         # sqlalchemy.engine_from_config does
