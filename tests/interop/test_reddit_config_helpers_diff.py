@@ -996,10 +996,29 @@ HELPER_DIFFERENCES: dict[str, tuple[Any, Any]] = {
         lambda answer: answer["value"]["type"] == "fanout",
         error("TypeError"),
     ),
-    # a pool without connections can only time out; ours refuses to make one
+    # a pool without connections can only time out; ours refuses to make one, naming the key
     "thrift-pool: no connections": (
-        error("ValueError"),
+        config_error("svc.size"),
         lambda answer: answer["value"]["size"] == 0,
+    ),
+    # every duration of ours is a timespan or a number of seconds (baseplate.config.Duration,
+    # as tracing.span_batch_interval has it); reddit's timespan keys refuse a bare number and
+    # its memcache timeouts a timespan
+    "redis: timeout without unit": (
+        lambda answer: answer["value"]["settings"]["socket_timeout"] == 5.0,
+        config_error("redis.socket_timeout"),
+    ),
+    "memcache: timeout as timespan": (
+        lambda answer: answer["value"]["timeout"] == 1.0,
+        config_error("memcache.timeout"),
+    ),
+    "hvac: timeout without unit": (
+        lambda answer: answer["value"]["timeout"] == {"timedelta": 3.0},
+        config_error("vault.timeout"),
+    ),
+    "thrift-pool: timeout without unit": (
+        lambda answer: answer["value"]["timeout"] == 1.0,
+        config_error("svc.timeout"),
     ),
     # credentials need a secrets store to read them from: ours says so naming the key,
     # reddit's fails calling None.get_simple
