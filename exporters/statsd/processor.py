@@ -90,6 +90,9 @@ class MetricsBatch(Protocol):
     def flush(self) -> None:
         """Send the batched metrics and empty the batch."""
 
+    # Optional, and used when present: ``record_span(timer, seconds, counter)`` records the
+    # timer and adds one to the counter (None for none) in one call.
+
 
 _Batch = TypeVar("_Batch", bound=MetricsBatch)
 
@@ -288,13 +291,23 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         names = self._names_of(span) if is_baseplate_span(span) else None
         if names is not None:
             batch = self._batch_of(request)
-            if span.start_time is not None and span.end_time is not None:
-                batch.timer(names.timer).send((span.end_time - span.start_time) / 1e9)
-            if span.kind is not SpanKind.INTERNAL:
+            kind = span.kind
+            counter = None
+            if kind is not SpanKind.INTERNAL:
                 failed = span.status.status_code is StatusCode.ERROR
-                batch.counter(names.failure if failed else names.success).increment()
-                if span.kind in _CLIENT_KINDS and span.events:
-                    self._count_error_objects(span, batch)
+                counter = names.failure if failed else names.success
+            start, end = span.start_time, span.end_time
+            seconds = (end - start) / 1e9 if start is not None and end is not None else None
+            record = getattr(batch, "record_span", None)
+            if record is not None and seconds is not None:
+                record(names.timer, seconds, counter)
+            else:
+                if seconds is not None:
+                    batch.timer(names.timer).send(seconds)
+                if counter is not None:
+                    batch.counter(counter).increment()
+            if kind in _CLIENT_KINDS and span.events:
+                self._count_error_objects(span, batch)
         if request.ended and request.batch is not None:
             self._flush(request.batch)
 
