@@ -14,7 +14,9 @@
 Each call checks a connection out of the pool and sends, in THeader headers, the trace
 (``Trace``, ``Parent``, ``Span``, ``Sampled``, ``Flags`` when non-zero, plus the other
 configured formats), ``User-Agent`` (the service name) and ``Edge-Request`` when the request
-has an edge context.
+has one: the header its framework integration received, or the edge context an edge service
+attached (:meth:`~baseplate.edge_context.EdgeRequestContext.attach_context`), as HTTP calls
+forward it.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ from baseplate.context import ContextFactory
 from baseplate.retry import RetryPolicy
 from baseplate.thrift_pool import ThriftConnectionPool, is_declared_exception
 from otel_bridge.propagation import thrift_propagator, thrift_setter
+from otel_bridge.propagation.headers import (
+    EDGE_REQUEST_THRIFT_HEADER_BYTES,
+    USER_AGENT_THRIFT_HEADER_BYTES,
+)
 
 if TYPE_CHECKING:
     from baseplate._span import Span
 
 logger = logging.getLogger(__name__)
-
-_USER_AGENT_HEADER = b"User-Agent"
-_EDGE_REQUEST_HEADER = b"Edge-Request"
 
 
 class ThriftContextFactory(ContextFactory):
@@ -194,7 +197,7 @@ class _Retrying:
 
 
 def _send_headers(protocol: TProtocolBase, span: Span) -> None:
-    """Put the trace, service name and edge context in the call's THeader headers."""
+    """Put the trace, edge context and service name in the call's THeader headers."""
     transport = protocol.trans
     set_header = getattr(transport, "set_header", None)
     if set_header is None:  # not THeader: the protocol has no headers to carry them
@@ -202,14 +205,16 @@ def _send_headers(protocol: TProtocolBase, span: Span) -> None:
     try:
         headers: dict[bytes, bytes] = {}
         if span.otel_span is not None:
+            # the current context's Edge-Request goes with the trace (the propagator writes it)
             context = trace.set_span_in_context(span.otel_span)
             thrift_propagator().inject(headers, context, setter=thrift_setter)
         service_name = _service_name(span)
         if service_name:
-            headers[_USER_AGENT_HEADER] = service_name.encode("utf-8")
-        edge_request = _edge_request(span.context)
-        if edge_request:
-            headers[_EDGE_REQUEST_HEADER] = edge_request
+            headers[USER_AGENT_THRIFT_HEADER_BYTES] = service_name.encode("utf-8")
+        # Edge-Request last, where it has always been sent
+        edge_request = headers.pop(EDGE_REQUEST_THRIFT_HEADER_BYTES, None)
+        if edge_request is not None:
+            headers[EDGE_REQUEST_THRIFT_HEADER_BYTES] = edge_request
         transport.clear_headers()
         for key, value in headers.items():
             set_header(key, value)
@@ -223,17 +228,6 @@ def _service_name(span: Span) -> str | None:
     if not name or str(name).startswith("unknown_service"):
         return None
     return str(name)
-
-
-def _edge_request(context: Any) -> bytes | None:
-    """The serialised edge request context of the request, if it has one."""
-    raw = getattr(context, "raw_request_context", None)
-    if raw is None:
-        edge_context = getattr(context, "request_context", None)
-        raw = getattr(edge_context, "header", None) or getattr(edge_context, "_header", None)
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1")
-    return raw if isinstance(raw, bytes) and raw else None
 
 
 __all__ = ["PooledClientProxy", "ThriftContextFactory"]

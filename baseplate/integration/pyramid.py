@@ -24,10 +24,12 @@ as the response is made: before response callbacks run and before a streamed bod
 An exception raised by a view ends the span with that error even when an exception view
 renders the response (HTTP exceptions below 500, such as redirects, are answers, not errors).
 
-When headers are trusted, the ``X-Edge-Request`` header (base64) becomes the request's edge
-context with an ``edge_context_factory`` (an empty one when the header is absent); without a
-factory its bytes are kept as ``request.raw_request_context`` so they are passed on
-downstream. The application object gets the configurator's Baseplate as ``app.baseplate``.
+When headers are trusted, the bytes of the ``X-Edge-Request`` header (base64) are passed on
+by every outbound call the request makes, HTTP and Thrift alike, whether or not this service
+reads them, and are kept as ``request.raw_request_context``. With an ``edge_context_factory``
+they also become the request's edge context, ``request.request_context`` (an empty one when
+the header is absent). The application object gets the configurator's Baseplate as
+``app.baseplate``.
 """
 
 from __future__ import annotations
@@ -48,14 +50,17 @@ from pyramid.response import Response
 from pyramid.tweens import EXCVIEW, MAIN
 
 from baseplate._span import ServerSpan, TraceInfo, trace_info_from_context
+from otel_bridge.context import set_edge_request
 from otel_bridge.propagation import http_propagator, wsgi_getter
+from otel_bridge.propagation.headers import EDGE_REQUEST_HTTP_HEADER
 
 if TYPE_CHECKING:
     from baseplate.core import Baseplate
 
 logger = logging.getLogger(__name__)
 
-EDGE_REQUEST_HEADER = "X-Edge-Request"
+#: The 0.28 name of :data:`otel_bridge.propagation.headers.EDGE_REQUEST_HTTP_HEADER`.
+EDGE_REQUEST_HEADER = EDGE_REQUEST_HTTP_HEADER
 _EXC_INFO_ATTR = "_baseplate_exc_info"
 _SPAN_ATTR = "_baseplate_server_span"
 _NOT_AN_ERROR = (None, None, None)
@@ -167,24 +172,27 @@ class BaseplateConfigurator:
         span.set_tag("peer.ipv4", request.remote_addr)
 
     def _attach_edge_context(self, request: Request) -> None:
-        header = request.headers.get(EDGE_REQUEST_HEADER)
+        header = request.headers.get(EDGE_REQUEST_HTTP_HEADER)
         raw: bytes | None = None
         if header:
             try:
                 raw = base64.b64decode(header, validate=True)
             except (binascii.Error, ValueError) as exc:
-                logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HEADER, exc)
+                logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HTTP_HEADER, exc)
+        # Passed on as it came, by every outbound call (the propagators read it from the
+        # OpenTelemetry context), even when this service cannot read it: a newer peer's
+        # struct, or no factory at all.
+        request.raw_request_context = raw
+        set_edge_request(raw)
         if self.edge_context_factory is None:
-            # kept as it came, so that it is passed on downstream
-            request.raw_request_context = raw
             return
         try:
             edge_context = self.edge_context_factory.from_upstream(raw)
             edge_context.attach_context(request)
         except ValueError as exc:
-            logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HEADER, exc)
+            logger.warning("ignoring malformed %s header: %s", EDGE_REQUEST_HTTP_HEADER, exc)
         except Exception:
-            logger.exception("ignoring %s header that could not be read", EDGE_REQUEST_HEADER)
+            logger.exception("ignoring %s header that could not be read", EDGE_REQUEST_HTTP_HEADER)
 
     def _on_application_created(self, event: ApplicationCreated) -> None:
         event.app.baseplate = self.baseplate

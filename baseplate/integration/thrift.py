@@ -17,8 +17,11 @@ An abbreviated example of it in use::
 
 Each call then runs inside a server span named after the method. Thrift services trust their
 callers: the span continues the trace named by the caller's THeader headers (``Trace``,
-``Parent``, ``Span``, ``Sampled``, ``Flags``, or W3C/B3 headers when those formats are
-configured), and the ``Edge-Request`` header becomes the request's edge context. Handler
+``Parent``, ``Span``, ``Sampled``, ``Flags``, the 0.28 aliases ``B3-TraceId``,
+``B3-ParentSpanId``, ``B3-SpanId``, ``B3-Sampled``, ``B3-Flags``, or W3C/B3 headers when
+those formats are configured). The ``Edge-Request`` header is passed on by every outbound
+call the handler makes, HTTP and Thrift alike, and becomes the request's edge context when
+an edge context factory is configured. Handler
 methods that take one argument more than the IDL declares get the request's context object
 first::
 
@@ -47,15 +50,21 @@ from thrift.Thrift import TApplicationException, TException, TMessageType, TProc
 from thrift.transport.TTransport import TTransportException
 
 from baseplate._span import RequestContext, TraceInfo, trace_info_from_context
+from otel_bridge.context import set_edge_request
 from otel_bridge.propagation import thrift_getter, thrift_propagator
+from otel_bridge.propagation.headers import (
+    EDGE_REQUEST_THRIFT_HEADER,
+    EDGE_REQUEST_THRIFT_HEADER_BYTES,
+)
 
 if TYPE_CHECKING:
     from baseplate.core import Baseplate
 
 _log = logging.getLogger(__name__)
 
-#: THeader header carrying the serialised edge request context.
-EDGE_REQUEST_HEADER = b"Edge-Request"
+#: THeader header carrying the serialised edge request context (the 0.28 name of
+#: :data:`otel_bridge.propagation.headers.EDGE_REQUEST_THRIFT_HEADER_BYTES`).
+EDGE_REQUEST_HEADER = EDGE_REQUEST_THRIFT_HEADER_BYTES
 
 
 class TProcessorEventHandler:
@@ -100,8 +109,8 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
     :param edge_context_factory: A configured factory for handling edge request context
         (:class:`baseplate.core.EdgeRequestContextFactory`). With one, every request's
         context has a ``request_context`` (an empty one when the caller sent no
-        ``Edge-Request`` header). Without one, the raw ``Edge-Request`` header is still kept
-        on the context (``raw_request_context``) and passed on to downstream services.
+        ``Edge-Request`` header). With or without one, the raw ``Edge-Request`` header is
+        kept on the context (``raw_request_context``) and passed on to downstream services.
 
     The context's ``headers`` are the request's THeader headers, with case-insensitive names.
     """
@@ -129,8 +138,8 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
         except Exception:
             self.logger.warning("Ignoring unreadable trace headers in %r call", fn_name)
 
-        # Kept raw as well, so that it is passed on downstream even if it is not understood.
-        context.raw_request_context = headers.get(EDGE_REQUEST_HEADER) or None  # type: ignore[attr-defined]
+        raw_edge_request = headers.get(EDGE_REQUEST_THRIFT_HEADER_BYTES) or None
+        context.raw_request_context = raw_edge_request  # type: ignore[attr-defined]
 
         self.baseplate.make_server_span(context, name=fn_name, trace_info=trace_info)
         return context
@@ -138,10 +147,13 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
     def postRead(self, handler_context: Any, fn_name: str, args: tuple[Any, ...]) -> None:
         self.logger.debug("Handling: %r", fn_name)
         handler_context.trace.start()
-        # After start, as in the other integrations: the edge context then lives exactly as
-        # long as the server span. Without the header the context is an empty one, so
+        # After start, as in the other integrations: the header is then forwarded exactly as
+        # long as the server span runs. It is passed on as it came, by every outbound call
+        # (the propagators read it from the OpenTelemetry context), even when this service
+        # cannot read it. Without the header the edge context is an empty one, so
         # ``context.request_context`` is there whenever a factory is configured.
         edge_payload = getattr(handler_context, "raw_request_context", None)
+        set_edge_request(edge_payload)
         if self.edge_context_factory is not None:
             try:
                 edge_context = self.edge_context_factory.from_upstream(edge_payload)
@@ -149,7 +161,7 @@ class BaseplateProcessorEventHandler(TProcessorEventHandler):
             except Exception:
                 self.logger.warning(
                     "Ignoring invalid %s header in %r call",
-                    EDGE_REQUEST_HEADER.decode(),
+                    EDGE_REQUEST_THRIFT_HEADER,
                     fn_name,
                     exc_info=True,
                 )

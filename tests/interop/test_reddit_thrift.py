@@ -23,6 +23,7 @@ from baseplate.core import Baseplate, RequestContext, TraceInfo
 from baseplate.integration.thrift import BaseplateProcessorEventHandler, ContextProcessor
 from baseplate.thrift import BaseplateService
 from baseplate.thrift_pool import ThriftConnectionPool
+from otel_bridge.context import set_edge_request
 from tests.edge_context.conftest import LoopbackThriftServer
 
 from .conftest import PEER_SCRIPT, PeerServer, run_peer_script
@@ -37,16 +38,20 @@ EDGE_REQUEST = (
 
 
 def call_peer(
-    baseplate: Baseplate, port: int, trace_info: TraceInfo | None, **context_attrs: Any
+    baseplate: Baseplate,
+    port: int,
+    trace_info: TraceInfo | None,
+    edge_request: bytes | None = None,
 ) -> None:
-    """Handle a request of our own that calls the peer's ``is_healthy``."""
+    """Handle a request of our own that calls the peer's ``is_healthy``; ``edge_request`` is
+    the request's Edge-Request, in force as the framework integrations set it."""
     endpoint = EndpointConfiguration(socket.AF_INET, InternetAddress("127.0.0.1", port))
     pool = ThriftConnectionPool(endpoint, size=1, timeout=10)
     baseplate.add_to_context("peer", ThriftContextFactory(pool, BaseplateService.Client))
     context = RequestContext()
-    for name, value in context_attrs.items():
-        setattr(context, name, value)
     with baseplate.make_server_span(context, "frontend", trace_info):
+        if edge_request is not None:
+            set_edge_request(edge_request)
         assert context.peer.is_healthy() is True
 
 
@@ -80,7 +85,7 @@ def test_debug_flag_unsampled_and_edge_request_reach_a_reddit_service(
         baseplate,
         peer_server.port,
         TraceInfo.from_upstream(7, 8, 9, False, 1),
-        raw_request_context=EDGE_REQUEST,
+        edge_request=EDGE_REQUEST,
     )
     seen = peer_server.next_call()
     # the debug flag forces sampling downstream, and is passed on

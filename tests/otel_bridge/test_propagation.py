@@ -145,6 +145,71 @@ def test_thrift_inject_and_extract_bytes() -> None:
     assert trace_info_from_context(ctx) == TraceInfo(99, 3, 7, False, None)
 
 
+def test_thrift_inject_forwards_edge_request_raw() -> None:
+    from opentelemetry.context import set_value
+
+    from otel_bridge.context import EDGE_REQUEST_KEY
+
+    header = bytes(range(256))  # every byte value survives the text API
+    carrier: dict[bytes, bytes] = {}
+    context = set_value(EDGE_REQUEST_KEY, header, _context_for(99, 7, 3, True))
+    THRIFT.inject(carrier, context=context, setter=thrift_setter)
+    assert carrier[b"Edge-Request"] == header
+    for none in (None, b""):
+        carrier = {}
+        context = set_value(EDGE_REQUEST_KEY, none, _context_for(99, 7, 3, True))
+        THRIFT.inject(carrier, context=context, setter=thrift_setter)
+        assert b"Edge-Request" not in carrier  # sent only when non-empty
+    assert "Edge-Request" in THRIFT.fields
+
+
+def test_thrift_0_28_b3_aliases() -> None:
+    aliases = {
+        b"B3-TraceId": b"99",
+        b"B3-ParentSpanId": b"3",
+        b"B3-SpanId": b"7",
+        b"B3-Sampled": b"1",
+        b"B3-Flags": b"2",
+    }
+    ctx = THRIFT.extract(aliases, getter=thrift_getter)
+    assert trace_info_from_context(ctx) == TraceInfo(99, 3, 7, True, 2)
+    agreeing = {b"Trace": b"99", b"Parent": b"3", b"Span": b"7", **aliases}
+    assert extracted(THRIFT.extract(agreeing, getter=thrift_getter)).span_id == 7
+    conflicting = {**agreeing, b"B3-SpanId": b"8"}
+    assert not extracted(THRIFT.extract(conflicting, getter=thrift_getter)).is_valid
+    # over THeader the aliases are only ever decimal, even 16 digits long
+    sixteen = {b"B3-TraceId": b"1234567890123456", b"B3-ParentSpanId": b"0",
+               b"B3-SpanId": b"1234567890123457"}
+    info = trace_info_from_context(THRIFT.extract(sixteen, getter=thrift_getter))
+    assert info is not None and info.trace_id == 1234567890123456
+    # and never written
+    carrier: dict[bytes, bytes] = {}
+    THRIFT.inject(carrier, context=_context_for(99, 7, 3, True), setter=thrift_setter)
+    assert not [name for name in carrier if name.startswith(b"B3-")]
+
+
+def test_propagators_environment_read_goes_through_otel_bridge_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from otel_bridge.propagation import configuration
+
+    try:
+        monkeypatch.setenv("OTEL_PROPAGATORS", "  ")  # blank is unset
+        configuration.configure_propagators(None)
+        assert [type(p) for p in configuration.http_propagator().propagators] == [
+            BaseplateHTTPPropagator, TraceContextTextMapPropagator, B3MultiPropagator,
+            B3SinglePropagator,
+        ]
+        monkeypatch.setenv("OTEL_PROPAGATORS", " b3 ")
+        configuration.configure_propagators(None)
+        assert [type(p) for p in configuration.thrift_propagator().propagators] == [
+            B3SinglePropagator
+        ]
+    finally:
+        monkeypatch.undo()
+        configuration.configure_propagators(None)
+
+
 def test_b3_multi_keeps_debug_and_64_bit_width() -> None:
     carrier: dict[str, str] = {}
     B3MultiPropagator().inject(carrier, context=_context_for(0xABC, 0x10, 0x5, True, flags=1))

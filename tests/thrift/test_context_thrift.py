@@ -16,6 +16,7 @@ from baseplate.config import EndpointConfiguration, InternetAddress
 from baseplate.context.thrift import ThriftContextFactory
 from baseplate.core import Baseplate, RequestContext, TraceInfo
 from baseplate.thrift_pool import ThriftConnectionPool
+from otel_bridge.context import set_edge_request
 
 TRACE_HEADERS = (b"Trace", b"Parent", b"Span", b"Sampled", b"Flags")
 
@@ -128,11 +129,30 @@ def test_unsampled_and_debug_traces_say_so(
 
 
 def test_edge_request_is_forwarded(make_request: Any, downstream: Downstream) -> None:
+    header = b"\x0c\x00\x01\x0b\x00\x01\x00\x00\x00\x02t2\x00\xff\x00"
     context = make_request()
-    context.raw_request_context = b"\x0c\x00\x01\x0b\x00\x01\x00\x00\x00\x02t2\x00\x00"
+    with context.trace:
+        # what the framework integrations and EdgeRequestContext.attach_context do
+        set_edge_request(header)
+        context.downstream.is_healthy()
+    context = make_request()
+    with context.trace:  # the next request has none
+        context.downstream.is_healthy()
+    with_header, without = downstream.headers
+    assert with_header[b"Edge-Request"] == header  # raw bytes, every byte value intact
+    assert list(with_header)[-1] == b"Edge-Request"  # sent last, as always
+    assert b"Edge-Request" not in without
+
+
+def test_edge_request_is_not_guessed_from_the_context_object(
+    make_request: Any, downstream: Downstream
+) -> None:
+    # one channel: only what is in force in the OpenTelemetry context is forwarded
+    context = make_request()
+    context.raw_request_context = b"stale"
     with context.trace:
         context.downstream.is_healthy()
-    assert downstream.headers[0][b"Edge-Request"] == context.raw_request_context
+    assert b"Edge-Request" not in downstream.headers[0]
 
 
 def test_declared_exception_is_not_a_failed_call(

@@ -154,6 +154,45 @@ def test_w3c_traceparent_header_continues_the_trace(
     assert span.parent is not None and span.parent.span_id == 0xEF
 
 
+# baseplate 0.28 read these THeader aliases, decimal like the HTTP X-B3-* aliases
+B3_ALIASES = {
+    b"B3-TraceId": b"1234567890123456",
+    b"B3-ParentSpanId": b"5678",
+    b"B3-SpanId": b"91011",
+    b"B3-Sampled": b"0",
+    b"B3-Flags": b"1",
+}
+
+
+def test_0_28_b3_aliases_alone_continue_the_trace(
+    server: Any, header_client: Any, recorder: Recorder, exporter: InMemorySpanExporter
+) -> None:
+    header_client(server, B3_ALIASES).example("hello")
+
+    span = only_span(exporter)  # exported: the debug flag forces sampling
+    assert (span.context.trace_id, span.context.span_id) == (1234567890123456, 91011)
+    assert span.parent is not None and span.parent.span_id == 5678
+    server_span = recorder.contexts[0].trace
+    assert (server_span.trace_id, server_span.parent_id, server_span.id) == (
+        1234567890123456,
+        5678,
+        91011,
+    )
+    assert (server_span.flags, server_span.sampled) == (1, True)
+
+
+def test_b3_aliases_agreeing_with_the_headers_are_accepted_and_differing_ones_ignored(
+    server: Any, header_client: Any, recorder: Recorder
+) -> None:
+    headers = {b"Trace": b"77", b"Parent": b"5678", b"Span": b"91011", b"Sampled": b"1"}
+    header_client(server, {**headers, b"B3-TraceId": b"77"}).example("agreeing")
+    header_client(server, {**headers, b"B3-TraceId": b"78"}).example("differing")
+
+    agreeing, differing = (context.trace for context in recorder.contexts)
+    assert (agreeing.trace_id, agreeing.id) == (77, 91011)
+    assert differing.trace_id not in (77, 78) and differing.parent_id is None
+
+
 def test_declared_exception_is_an_answer_not_an_error(
     server: Any, header_client: Any, example_service: Any, exporter: InMemorySpanExporter
 ) -> None:
