@@ -25,13 +25,14 @@ It reads the section ``[event-publisher:something]`` of the INI file:
 ``max_queue_size``
     The number of events the queue holds, if the publisher creates it (default 10000,
     or as many as the kernel's limits allow; at most 65536).
-
-The durations are more than zero (``max_retry_time`` may be zero: no retry) and at most a
-day; a value out of range stops the daemon with one line naming the key.
 ``metrics.namespace``, ``metrics.endpoint``
     Where to send the publisher's own statsd metrics: counters ``sent`` (events
     delivered), ``dropped`` (events given up on), ``error.http``, ``error.io``,
     ``error.invalid`` (queue messages that were not JSON) and the timer ``post``.
+
+The durations are a timespan or a number of seconds, more than zero (``max_retry_time``
+may be zero: no retry) and at most a day; a value out of range stops the daemon with one
+line naming the key.
 
 Events are taken from the POSIX queue ``/events-<name>`` and batched: a batch is sent
 when adding the next event would take its body past 500 KiB, or when its oldest event
