@@ -466,6 +466,9 @@ class LocalSpanContext:
         """Set ``name`` on this view only, leaving the wrapped context object as it is."""
         self.__dict__[name] = value
 
+    #: 0.28's name for :meth:`set_local`.
+    shadow_context_attr = set_local
+
 
 class LocalSpan(Span):
     """A span timing in-process work of a component (an OTel ``INTERNAL`` span)."""

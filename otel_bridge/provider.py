@@ -80,13 +80,14 @@ def ensure_provider(service_name: str | None = None) -> TracerProvider:
         if isinstance(current, TracerProvider):
             return current
         state = ProviderState(installed=True)
-        name = service_name or environment.get(environment.OTEL_SERVICE_NAME) or UNKNOWN_SERVICE
+        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the service first (the SDK
+        # reads both); the configured name applies only where they are silent.
         provider = TracerProvider(
-            sampler=state.sampler,
-            id_generator=_id_generator,
-            resource=Resource.create({SERVICE_NAME: name}),
+            sampler=state.sampler, id_generator=_id_generator, resource=Resource.create({})
         )
         _states[provider] = state
+        if service_name:
+            set_service_name(provider, service_name)
         trace.set_tracer_provider(provider)
         from otel_bridge.propagation import install_default_propagator
 

@@ -43,10 +43,13 @@ def services(
     baseplate_server: Any, provider: TracerProvider, example_service: Any
 ) -> tuple[Any, Backend, Frontend]:
     backend = Backend()
-    backend_server = baseplate_server(backend, Baseplate(tracer_provider=provider))
+    backend_baseplate = Baseplate(tracer_provider=provider)
+    backend_baseplate.sampler.sample_rate = 1.0  # each Baseplate has its own rate
+    backend_server = baseplate_server(backend, backend_baseplate)
 
     frontend = Frontend()
     frontend_baseplate = Baseplate(tracer_provider=provider)
+    frontend_baseplate.sampler.sample_rate = 1.0
     pool = ThriftConnectionPool(backend_server.endpoint)
     frontend_baseplate.add_to_context(
         "backend", ThriftContextFactory(pool, example_service.Client)

@@ -53,6 +53,10 @@ naming the key or variable.
 from __future__ import annotations
 
 import datetime
+import difflib
+import importlib.util
+import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,20 +65,57 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from baseplate import config
 from exporters.batch import BoundedBatchSpanProcessor
+from exporters.defaults import DEFAULT_EXPORT_TIMEOUT
+from exporters.defaults import DEFAULT_MAX_QUEUE_SIZE as DEFAULT_MAX_SPAN_QUEUE_SIZE
+from exporters.defaults import DEFAULT_SCHEDULE_DELAY as DEFAULT_SPAN_BATCH_INTERVAL
+from exporters.zipkin import DEFAULT_ZIPKIN_ENDPOINT
 from otel_bridge import environment
 from otel_bridge.sampling import DEFAULT_SAMPLE_RATE
+
+logger = logging.getLogger(__name__)
 
 #: The exporters ``tracing.exporter`` / ``OTEL_TRACES_EXPORTER`` may name.
 EXPORTERS = ("zipkin", "otlp", "sidecar", "console", "none")
 
-DEFAULT_MAX_SPAN_QUEUE_SIZE = 50000
-DEFAULT_NUM_SPAN_WORKERS = 5
-DEFAULT_SPAN_BATCH_INTERVAL = 0.5
-DEFAULT_NUM_CONNS = 100
-DEFAULT_EXPORT_TIMEOUT = 5.0
-DEFAULT_ZIPKIN_ENDPOINT = "http://localhost:9411/api/v2/spans"
+#: The OpenTelemetry SDK's exporter names ``OTEL_TRACES_EXPORTER`` may use for ours.
+_SDK_EXPORTER_NAMES = {"otlp_proto_http": "otlp", "zipkin_json": "zipkin"}
 
-_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+#: Accepted for compatibility with 0.28; spans are exported by one worker on one connection.
+DEFAULT_NUM_SPAN_WORKERS = 5
+DEFAULT_NUM_CONNS = 100
+
+#: ``OTEL_TRACES_SAMPLER`` values and the sample rate each means (None: the sampler's
+#: argument, ``OTEL_TRACES_SAMPLER_ARG``, which defaults to 1.0 as the specification says).
+_SAMPLERS: dict[str, float | None] = {
+    "always_on": 1.0,
+    "always_off": 0.0,
+    "traceidratio": None,
+    "parentbased_always_on": 1.0,
+    "parentbased_always_off": 0.0,
+    "parentbased_traceidratio": None,
+}
+
+#: Python modules each exporter needs, and the extra that installs them.
+_EXTRAS = {
+    "otlp": ("opentelemetry.exporter.otlp.proto.http", "otlp"),
+    "sidecar": ("posix_ipc", "posix-ipc"),
+}
+
+#: Every ``tracing.*`` key baseplate reads (others are reported as probable typos).
+KNOWN_KEYS = (
+    "service_name",
+    "endpoint",
+    "queue_name",
+    "max_span_queue_size",
+    "num_span_workers",
+    "span_batch_interval",
+    "num_conns",
+    "sample_rate",
+    "propagators",
+    "exporter",
+    "exporter.endpoint",
+    "exporter.timeout",
+)
 
 
 @dataclass(frozen=True)
@@ -124,9 +165,9 @@ class TracingClient:
                 )
             return SidecarExporter(self.service_name, self.queue_name)
         if self.exporter == "console":
-            from exporters.console import ConsoleSpanExporter
+            from exporters.console import RequestTreeConsoleExporter
 
-            return ConsoleSpanExporter()
+            return RequestTreeConsoleExporter()
         return None
 
     def make_span_processor(self) -> BoundedBatchSpanProcessor | None:
@@ -145,7 +186,9 @@ def _parse(raw_config: Mapping[str, str], key: str, value_type: Callable[[str], 
     return config.CallableParser(value_type).parse(key, raw_config)
 
 
-def _parse_env(environ: Mapping[str, str] | None, name: str, value_type: Callable[[str], Any]) -> Any:
+def _parse_env(
+    environ: Mapping[str, str] | None, name: str, value_type: Callable[[str], Any]
+) -> Any:
     value = environment.get(name, environ)
     if value is None:
         return None
@@ -193,7 +236,89 @@ def _exporter_name(text: str) -> str:
 
 
 def _first_exporter_name(text: str) -> str:
-    return _exporter_name(text.split(",")[0])
+    name = text.split(",")[0].strip().lower()
+    if name == "otlp_proto_grpc":
+        raise ValueError(
+            "OTLP over gRPC is not supported: use otlp (otlp_proto_http, HTTP/protobuf)"
+        )
+    return _exporter_name(_SDK_EXPORTER_NAMES.get(name, name))
+
+
+def _otlp_protocol(text: str) -> str:
+    protocol = text.strip().lower()
+    if protocol != "http/protobuf":
+        raise ValueError(
+            f"protocol {text!r} is not supported: baseplate's OTLP exporter speaks "
+            "http/protobuf"
+        )
+    return protocol
+
+
+def _sampler_rate(environ: Mapping[str, str] | None) -> float | None:
+    """The sample rate ``OTEL_TRACES_SAMPLER`` (and its argument) ask for, if set."""
+    name = environment.get(environment.OTEL_TRACES_SAMPLER, environ)
+    if name is None:
+        return None
+    key = name.lower()
+    if key not in _SAMPLERS:
+        raise config.ConfigurationError(
+            environment.OTEL_TRACES_SAMPLER,
+            f"{name!r} is not supported: expected one of {', '.join(_SAMPLERS)}",
+        )
+    rate = _SAMPLERS[key]
+    if rate is None:
+        rate = _parse_env(environ, environment.OTEL_TRACES_SAMPLER_ARG, _rate)
+    return 1.0 if rate is None else rate
+
+
+def _service_name_from_environment(environ: Mapping[str, str] | None) -> str | None:
+    name = environment.get(environment.OTEL_SERVICE_NAME, environ)
+    if name:
+        return name
+    attributes = environment.get(environment.OTEL_RESOURCE_ATTRIBUTES, environ) or ""
+    for pair in attributes.split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return urllib.parse.unquote(value.strip())
+    return None
+
+
+def _require_extra(exporter: str, key: str) -> None:
+    """Stop with one line naming the missing extra, rather than an import traceback later."""
+    needed = _EXTRAS.get(exporter)
+    if needed is None:
+        return
+    module, extra = needed
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise config.ConfigurationError(
+            key,
+            f"the {exporter} exporter needs the {extra!r} extra: "
+            f"pip install 'baseplate-otel[{extra}]'",
+        )
+
+
+_warned_ignored: set[str] = set()
+
+
+def _report_unused_keys(raw_config: Mapping[str, str]) -> None:
+    """Warn about ``tracing.*`` keys nobody reads (typos), and the accepted-but-ignored ones."""
+    for key in sorted(k for k in raw_config if isinstance(k, str) and k.startswith("tracing.")):
+        name = key[len("tracing.") :]
+        if name not in KNOWN_KEYS:
+            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1)
+            hint = f"; did you mean tracing.{close[0]}?" if close else ""
+            logger.warning("unknown configuration key %s is ignored%s", key, hint)
+        elif name in ("num_span_workers", "num_conns") and key not in _warned_ignored:
+            _warned_ignored.add(key)
+            logger.warning(
+                "%s is accepted for compatibility and has no effect: spans are exported by "
+                "one background worker",
+                key,
+            )
 
 
 def _queue_name(text: str) -> str:
@@ -268,7 +393,7 @@ def tracing_client_from_config(
         raw_config,
         {
             "tracing": {
-                "service_name": config.String,
+                "service_name": config.Optional(config.String),
                 "endpoint": config.Optional(_legacy_zipkin_endpoint),
                 "queue_name": config.Optional(_queue_name),
                 "max_span_queue_size": config.Optional(_positive_int, DEFAULT_MAX_SPAN_QUEUE_SIZE),
@@ -281,6 +406,12 @@ def tracing_client_from_config(
         },
     )
     tracing = cfg.tracing
+    _report_unused_keys(raw_config)
+    service_name = tracing.service_name or _service_name_from_environment(environ)
+    if not service_name:
+        raise config.ConfigurationError(
+            "tracing.service_name", "required (or set OTEL_SERVICE_NAME)"
+        )
 
     source = "tracing.exporter"
     exporter = _parse(raw_config, "tracing.exporter", config.Optional(_exporter_name))
@@ -312,16 +443,21 @@ def tracing_client_from_config(
             )
             or _parse_env(environ, environment.OTEL_EXPORTER_OTLP_ENDPOINT, _otlp_base_endpoint)
         )
+        for variable in (
+            environment.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            environment.OTEL_EXPORTER_OTLP_PROTOCOL,
+        ):
+            if _parse_env(environ, variable, _otlp_protocol):
+                break
     elif exporter == "sidecar" and not tracing.queue_name:
         raise config.ConfigurationError(
             "tracing.queue_name", "required when the exporter is sidecar"
         )
+    _require_extra(exporter, source)
 
     sample_rate = tracing.sample_rate
     if sample_rate is None:
-        sampler = (environment.get(environment.OTEL_TRACES_SAMPLER, environ) or "").lower()
-        if sampler in _RATIO_SAMPLERS:
-            sample_rate = _parse_env(environ, environment.OTEL_TRACES_SAMPLER_ARG, _rate)
+        sample_rate = _sampler_rate(environ)
     if sample_rate is None:
         sample_rate = DEFAULT_SAMPLE_RATE
 
@@ -330,7 +466,7 @@ def tracing_client_from_config(
         span_batch_interval = span_batch_interval.total_seconds()
 
     return TracingClient(
-        service_name=tracing.service_name,
+        service_name=service_name,
         sample_rate=sample_rate,
         exporter=exporter,
         endpoint=endpoint,

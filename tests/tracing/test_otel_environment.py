@@ -1,0 +1,166 @@
+"""``OTEL_*`` variables and the INI file: which wins, and clear errors for what is not
+supported. The precedence rule (docs/operations.rst): an explicit ``tracing.*`` key wins over
+the variable, the variable over baseplate's default."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from baseplate.config import ConfigurationError
+from baseplate.diagnostics.tracing import tracing_client_from_config
+
+BASE = {"tracing.service_name": "svc"}
+
+
+def client(raw: dict[str, str] | None = None, **environ: str):  # type: ignore[no-untyped-def]
+    return tracing_client_from_config({**BASE, **(raw or {})}, environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument", "rate"),
+    [
+        ("always_on", None, 1.0),
+        ("always_off", None, 0.0),
+        ("parentbased_always_on", None, 1.0),
+        ("parentbased_always_off", None, 0.0),
+        ("traceidratio", "0.25", 0.25),
+        ("parentbased_traceidratio", "0.5", 0.5),
+        ("traceidratio", None, 1.0),
+    ],
+)
+def test_otel_traces_sampler(sampler: str, argument: str | None, rate: float) -> None:
+    environ = {"OTEL_TRACES_SAMPLER": sampler}
+    if argument is not None:
+        environ["OTEL_TRACES_SAMPLER_ARG"] = argument
+    assert client(**environ).sample_rate == rate
+    # the INI key wins
+    assert client({"tracing.sample_rate": "10%"}, **environ).sample_rate == 0.1
+
+
+def test_unsupported_sampler_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        client(OTEL_TRACES_SAMPLER="jaeger_remote")
+    assert info.value.key == "OTEL_TRACES_SAMPLER"
+
+
+@pytest.mark.parametrize(
+    ("name", "exporter"), [("otlp_proto_http", "otlp"), ("zipkin_json", "zipkin")]
+)
+def test_sdk_exporter_names_are_accepted(name: str, exporter: str) -> None:
+    assert client(OTEL_TRACES_EXPORTER=name).exporter == exporter
+    assert client({"tracing.exporter": "none"}, OTEL_TRACES_EXPORTER=name).exporter == "none"
+
+
+def test_grpc_is_refused_clearly() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        client(OTEL_TRACES_EXPORTER="otlp_proto_grpc")
+    assert info.value.key == "OTEL_TRACES_EXPORTER"
+    assert "gRPC" in str(info.value)
+    for variable in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        with pytest.raises(ConfigurationError) as info:
+            client({"tracing.exporter": "otlp"}, **{variable: "grpc"})
+        assert info.value.key == variable
+    assert client({"tracing.exporter": "otlp"}, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+
+
+def test_service_name_from_the_environment() -> None:
+    assert (
+        tracing_client_from_config({}, environ={"OTEL_SERVICE_NAME": "env"}).service_name == "env"
+    )
+    assert (
+        tracing_client_from_config(
+            {}, environ={"OTEL_RESOURCE_ATTRIBUTES": "team=x,service.name=attr"}
+        ).service_name
+        == "attr"
+    )
+    assert client(OTEL_SERVICE_NAME="env").service_name == "svc"  # the INI key wins
+    with pytest.raises(ConfigurationError) as info:
+        tracing_client_from_config({}, environ={})
+    assert info.value.key == "tracing.service_name"
+
+
+def test_misspelt_key_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        client({"tracing.sampel_rate": "50%"})
+    assert "tracing.sampel_rate" in caplog.text
+    assert "did you mean tracing.sample_rate" in caplog.text
+
+
+def test_ignored_compatibility_keys_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        client({"tracing.num_span_workers": "5", "tracing.num_conns": "10"})
+        client({"tracing.num_span_workers": "5", "tracing.num_conns": "10"})
+    messages = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert len(messages) <= 2
+
+
+HIDE_MODULE = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1] or name.startswith(sys.argv[1] + "."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Hide())
+from baseplate.config import ConfigurationError
+from baseplate.diagnostics.tracing import tracing_client_from_config
+try:
+    tracing_client_from_config(
+        {"tracing.service_name": "svc", "tracing.exporter": sys.argv[2], "tracing.queue_name": "q"},
+        environ={},
+    )
+except ConfigurationError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "exporter", "extra"),
+    [("opentelemetry.exporter", "otlp", "otlp"), ("posix_ipc", "sidecar", "posix-ipc")],
+)
+def test_missing_extra_is_one_line_naming_it(module: str, exporter: str, extra: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", HIDE_MODULE, module, exporter],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("tracing.exporter:")
+    assert f"pip install 'baseplate-otel[{extra}]'" in line
+
+
+NAMED_PROVIDER = """
+from baseplate.core import Baseplate
+from baseplate.diagnostics.tracing import tracing_client_from_config
+bp = Baseplate()
+bp.configure_tracing(tracing_client_from_config(
+    {"tracing.service_name": "from-ini", "tracing.exporter": "none"}))
+print(bp.tracer_provider.resource.attributes["service.name"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "name"),
+    [
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes", "from-attributes"),
+        ("OTEL_SERVICE_NAME", "from-variable", "from-variable"),
+        ("UNRELATED", "x", "from-ini"),
+    ],
+)
+def test_the_resource_names_the_service_from_the_environment_first(
+    variable: str, value: str, name: str
+) -> None:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ[variable] = value
+    result = subprocess.run(
+        [sys.executable, "-c", NAMED_PROVIDER], capture_output=True, text=True, env=environ
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == name
