@@ -265,6 +265,18 @@ def failing_config_app(app_config: dict[str, str]) -> Any:
     return config_echo_app(app_config)
 
 
+def client_pools_app(app_config: dict[str, str]) -> Any:
+    """An app that builds a thrift pool (``svc.*``) and a redis pool (``redis.*``) from its
+    configuration, as services do at start-up."""
+    from baseplate.context.redis import pool_from_config
+    from baseplate.thrift_pool import thrift_pool_from_config
+
+    thrift_pool_from_config(app_config, "svc.")
+    if "redis.url" in app_config:
+        pool_from_config(app_config)
+    return config_echo_app(app_config)
+
+
 # -- Thrift -------------------------------------------------------------------------------
 
 

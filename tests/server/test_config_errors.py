@@ -11,6 +11,7 @@ from .conftest import command, free_port, subprocess_env
 
 GOOD_APP = "[app:main]\nfactory = serve_apps:config_echo_app\n\n"
 GOOD_SERVER = "[server:main]\nfactory = baseplate.server.wsgi\n\n"
+POOLS_APP = "[app:main]\nfactory = serve_apps:client_pools_app\nsvc.endpoint = localhost:9\n"
 
 #: name -> (INI text or None for a missing file, extra arguments, what the error must say)
 CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
@@ -95,6 +96,33 @@ CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
         GOOD_SERVER + "[app:main]\nfactory = serve_apps:make_thrift_processor\n",
         [],
         ["[server:main] factory:", "WSGI callable", "ContextProcessor"],
+    ),
+    "thrift pool of size -1": (
+        GOOD_SERVER + POOLS_APP + "svc.size = -1\n",
+        [],
+        ["[app:main] svc.size:", "'-1' is out of range: expected 1 to 10000"],
+    ),
+    # a pool that sets aside 10**30 slots would never finish starting
+    "huge redis.max_connections": (
+        GOOD_SERVER + POOLS_APP + "redis.url = redis://localhost:6379/0\n"
+        f"redis.max_connections = {10**30}\n",
+        [],
+        ["[app:main] redis.max_connections:", "out of range"],
+    ),
+    "thrift pool timeout nan": (
+        GOOD_SERVER + POOLS_APP + "svc.timeout = nan\n",
+        [],
+        ["[app:main] svc.timeout:", "not a number"],
+    ),
+    "stop_timeout infinite": (
+        GOOD_APP + GOOD_SERVER.replace("\n\n", "\nstop_timeout = inf\n\n"),
+        [],
+        ["[server:main] stop_timeout:", "out of range"],
+    ),
+    "max_concurrency absurd": (
+        GOOD_APP + GOOD_SERVER.replace("\n\n", f"\nmax_concurrency = {10**30}\n\n"),
+        [],
+        ["[server:main] max_concurrency:", "out of range"],
     ),
     "broken logging sections": (
         GOOD_APP + GOOD_SERVER + "[loggers]\nkeys = root\n",
