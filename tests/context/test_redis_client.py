@@ -95,6 +95,19 @@ def test_pool_from_config_names_bad_values() -> None:
         pool_from_config({"redis.url": "gopher://nowhere"})
 
 
+def test_pool_from_config_with_numbers_built_in_code_serves() -> None:
+    # the same settings the thrift pool helper takes; the timeout in plain seconds
+    pool = pool_from_config(
+        {"redis.url": REDIS_URL, "redis.max_connections": 2, "redis.socket_timeout": "0.5"}
+    )
+    try:
+        assert pool.max_connections == 2
+        assert pool.connection_kwargs["socket_timeout"] == 0.5
+        assert redis.Redis(connection_pool=pool).ping()
+    finally:
+        pool.disconnect()
+
+
 def test_prefix_must_end_with_dot() -> None:
     with pytest.raises(ValueError, match="prefix"):
         pool_from_config({"redis.url": REDIS_URL}, prefix="redis")
