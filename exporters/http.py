@@ -20,6 +20,7 @@ import urllib.parse
 import weakref
 
 from otel_bridge.context import instrumentation_suppressed
+from otel_bridge.propagation.headers import USER_AGENT_HEADER
 
 
 def collector_url(endpoint: str, default_path: str, collector: str) -> str:
@@ -64,7 +65,7 @@ class JsonPoster:
         self._path = parsed.path or "/"
         if parsed.query:
             self._path += "?" + parsed.query
-        self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        self._headers = {"Content-Type": "application/json", USER_AGENT_HEADER: user_agent}
         self._connection: http.client.HTTPConnection | None = None
         self._in_flight: http.client.HTTPConnection | None = None
         self._closed = False

@@ -73,6 +73,7 @@ import requests
 from baseplate import config
 from baseplate.events.queue import MAX_QUEUE_SIZE, open_event_queue
 from baseplate.message_queue import MessageQueue, MessageQueueError, TimedOutError
+from otel_bridge.propagation.headers import USER_AGENT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class BatchPublisher:
         compressed = gzip_compress(batch.body)
         headers = {
             "Date": email.utils.formatdate(usegmt=True),
-            "User-Agent": USER_AGENT,
+            USER_AGENT_HEADER: USER_AGENT,
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
             "X-Signature": sign_payload(self.key_name, self.key_secret, batch.body),

@@ -15,7 +15,7 @@ PACKAGES = ("baseplate", "otel_bridge", "exporters")
 DISTINCTIVE = [
     value
     for name, value in vars(headers).items()
-    if name.isupper() and isinstance(value, str) and "-" in value and value != "User-Agent"
+    if name.isupper() and isinstance(value, str) and "-" in value
 ]
 
 
