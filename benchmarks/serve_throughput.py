@@ -470,7 +470,7 @@ def main() -> None:
             print()
             header = (
                 f"{kind:<7}{'server':<35} {'req/s':>8}  {'x bare gevent':>13}"
-                "  counted (spans, server statsd lines)"
+                "  rounds (req/s)      counted (spans, server statsd lines)"
             )
             print(header)
             print("-" * len(header))
@@ -479,9 +479,10 @@ def main() -> None:
                 requests = sum(m.requests for m in results[how])
                 spans = sum(m.spans for m in results[how])
                 lines = sum(m.lines for m in results[how])
+                rounds = " ".join(f"{m.rate:.0f}" for m in results[how])
                 print(
                     f"{'':<7}{how:<35} {rate:>8.0f}  {_ratio(results, how, BARE):>12.2f}x"
-                    f"  {requests} requests: {spans} spans, {lines} lines"
+                    f"  {rounds:<18}  {requests} requests: {spans} spans, {lines} lines"
                 )
             if REDDIT in results:
                 for theirs in (REDDIT, REDDIT_NODELAY):
