@@ -104,12 +104,16 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         self.schedule_delay = schedule_delay
         self.shutdown_timeout = shutdown_timeout
 
-        #: Spans dropped because the queue was full or the processor was shut down.
+        #: Spans dropped because the queue was full, or because they ended after shutdown.
         self.dropped_spans = 0
+        #: Spans still queued when shutdown ran out of time, never exported.
+        self.lost_spans = 0
         #: Spans the exporter reported as failed (or raised on).
         self.failed_spans = 0
         #: Spans the exporter accepted.
         self.exported_spans = 0
+        #: Spans handed to the exporter and not answered yet.
+        self.in_flight_spans = 0
 
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._start_lock = threading.Lock()
@@ -182,8 +186,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         left = len(self._queue)
         if left:
             self._queue.clear()
-            self.dropped_spans += left
-            logger.warning("dropped %d spans that could not be exported before shutdown", left)
+            self.lost_spans += left
+            logger.warning("lost %d spans that could not be exported before shutdown", left)
         try:
             with instrumentation_suppressed():
                 self.exporter.shutdown()
@@ -235,16 +239,31 @@ class BoundedBatchSpanProcessor(SpanProcessor):
                 self._exporting -= 1
 
     def _export(self, batch: Sequence[ReadableSpan]) -> None:
+        self.in_flight_spans += len(batch)
         try:
             with instrumentation_suppressed():
                 result = self.exporter.export(batch)
         except Exception as exc:
             result = SpanExportResult.FAILURE
             self._log.error("span exporter raised %r", exc)
+        finally:
+            self.in_flight_spans -= len(batch)
         if result is SpanExportResult.SUCCESS:
             self.exported_spans += len(batch)
         else:
             self.failed_spans += len(batch)
+
+    def telemetry_counts(self) -> dict[str, int]:
+        """What became of the sampled spans this processor was given, for the health metrics
+        (see :mod:`exporters.health`): each one is exactly one of these."""
+        return {
+            "spans.exported": self.exported_spans,
+            "spans.failed": self.failed_spans,
+            "spans.dropped": self.dropped_spans,
+            "spans.lost": self.lost_spans,
+            "spans.queued": len(self._queue),
+            "spans.in_flight": self.in_flight_spans,
+        }
 
     def _wait_until_drained(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)

@@ -23,9 +23,9 @@ from cassandra.cluster import _NOT_SET, Cluster, ResponseFuture, Session
 from cassandra.query import BatchStatement, BoundStatement, PreparedStatement, Statement
 
 from baseplate import config
+from baseplate._span import Span
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate._span import Span
 
 
 def cluster_from_config(

@@ -19,9 +19,9 @@ from kombu import Connection, Exchange
 from kombu.pools import Producers
 
 from baseplate import config
+from baseplate._span import Span
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate._span import Span
 from otel_bridge.propagation import http_propagator
 
 logger = logging.getLogger(__name__)

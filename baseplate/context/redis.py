@@ -20,13 +20,13 @@ import redis
 import redis.client
 
 from baseplate import config
+from baseplate._span import Span
 from baseplate.context import ContextFactory
 from baseplate.context._clients import (
     parse_prefixed,
     vendor_instrumentation_active,
     vendor_suppressed,
 )
-from baseplate._span import Span
 
 _VENDOR = ("opentelemetry.instrumentation.redis", "RedisInstrumentor")
 

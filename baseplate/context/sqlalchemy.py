@@ -31,6 +31,7 @@ from sqlalchemy.engine.interfaces import ExceptionContext, ExecutionContext
 from sqlalchemy.orm import Session
 
 from baseplate import config
+from baseplate._span import ServerSpan, Span, SpanObserver
 from baseplate.context import ContextFactory
 from baseplate.context._clients import (
     parse_prefixed,
@@ -38,7 +39,6 @@ from baseplate.context._clients import (
     suppress_instrumentation,
     vendor_instrumentation_active,
 )
-from baseplate._span import ServerSpan, Span, SpanObserver
 
 logger = logging.getLogger(__name__)
 

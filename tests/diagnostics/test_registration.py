@@ -157,7 +157,7 @@ def test_two_baseplates_on_one_provider_report_to_their_own_sentry() -> None:
             apps.append(bp)
         _failing_request(apps[0], 1000)
         _failing_request(apps[1], 2000)
-        for receiver, trace_id in zip(receivers, ("1000", "2000")):
+        for receiver, trace_id in zip(receivers, ("1000", "2000"), strict=True):
             wait_for(lambda receiver=receiver: receiver.events)
             assert [event["tags"]["trace_id"] for event in receiver.events] == [trace_id]
     finally:

@@ -95,11 +95,15 @@ def test_shutdown_does_not_wait_for_a_hanging_collector(hanging_address: str) ->
     # The exporter would wait 600 s for an answer, longer than the test's time limit.
     processor.shutdown()
 
-    assert processor.dropped_spans == 4
+    assert processor.lost_spans == 4
     # the export in progress was aborted, and its spans counted
     wait_for(lambda: exporter.dropped_spans == 2)
     processor.on_end(finished_span("late"))
-    assert processor.dropped_spans == 5
+    assert processor.dropped_spans == 1
+    wait_for(lambda: processor.in_flight_spans == 0)
+    counts = processor.telemetry_counts()
+    assert counts["spans.failed"] == 2 and counts["spans.lost"] == 4
+    assert sum(counts[k] for k in counts) == 7  # every span counted exactly once
 
 
 def test_force_flush_gives_up_on_a_hanging_collector(hanging_address: str) -> None:

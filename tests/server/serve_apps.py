@@ -32,6 +32,7 @@ import baseplate
 from baseplate.config import Boolean, Float, Optional, String, parse_config
 from baseplate.core import Baseplate
 from exporters.batch import BoundedBatchSpanProcessor
+from otel_bridge.provider import state_of
 
 logger = logging.getLogger("serve_apps")
 
@@ -129,7 +130,11 @@ def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
     if cfg.test.hanging_exporter:
         bp.add_span_processor(BoundedBatchSpanProcessor(HangingSpanExporter(), schedule_delay=0.05))
     if app_config.get("tracing.sample_rate"):
-        bp.sampler.sample_rate = float(app_config["tracing.sample_rate"])
+        # what configure_tracing does: this Baseplate's requests, and spans that start a
+        # trace outside any request (the provider's own sampler)
+        rate = float(app_config["tracing.sample_rate"])
+        bp.sampler.sample_rate = rate
+        state_of(bp.tracer_provider).sampler.sample_rate = rate
     return bp, cfg.test
 
 

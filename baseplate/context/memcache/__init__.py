@@ -17,9 +17,9 @@ from typing import Any
 from pymemcache.client.base import PooledClient
 
 from baseplate import config
+from baseplate._span import Span
 from baseplate.context import ContextFactory
 from baseplate.context._clients import parse_prefixed
-from baseplate._span import Span
 
 #: The largest ``max_pool_size``: pymemcache's own default (2**31), as the 0.28 helper
 #: documents it. The pool opens connections only as they are needed, so it costs nothing.
