@@ -54,6 +54,18 @@ class Helper:
     required: tuple[str, ...] = ()
 
 
+def tracing_client(raw: Mapping[str, Any]) -> Any:
+    from baseplate.diagnostics.tracing import tracing_client_from_config
+
+    return tracing_client_from_config(raw, environ={})
+
+
+def trace_publisher(raw: Mapping[str, Any]) -> Any:
+    from baseplate.diagnostics.tracing.publisher import parse_publisher_config
+
+    return parse_publisher_config(dict(raw))
+
+
 def redis_pool(raw: Mapping[str, Any]) -> Any:
     from baseplate.context.redis import pool_from_config
 
@@ -226,6 +238,39 @@ HELPERS = [
         server_options,
         {"factory": "baseplate.server.wsgi", "max_concurrency": "100", "stop_timeout": "30"},
         ["max_concurrency", "stop_timeout"],
+    ),
+    Helper(
+        "tracing",
+        tracing_client,
+        {
+            "tracing.service_name": "svc",
+            "tracing.sample_rate": "10%",
+            "tracing.max_span_queue_size": "100",
+            "tracing.num_span_workers": "5",
+            "tracing.span_batch_interval": "500 milliseconds",
+            "tracing.num_conns": "10",
+            "tracing.exporter": "none",
+            "tracing.exporter.timeout": "2 seconds",
+        },
+        [
+            "tracing.sample_rate",
+            "tracing.max_span_queue_size",
+            "tracing.num_span_workers",
+            "tracing.span_batch_interval",
+            "tracing.num_conns",
+            "tracing.exporter.timeout",
+        ],
+    ),
+    Helper(
+        "trace publisher",
+        trace_publisher,
+        {
+            "zipkin_api_url": "http://127.0.0.1:9411/api/v2",
+            "post_timeout": "3",
+            "max_batch_size": "100",
+            "retry_limit": "3",
+        },
+        ["post_timeout", "max_batch_size", "retry_limit"],
     ),
     parser_helper("IntegerRange", config.IntegerRange(1, 100), "10"),
     parser_helper("PositiveInteger", config.PositiveInteger, "10"),

@@ -198,34 +198,15 @@ def _parse_env(
         raise config.ConfigurationError(name, exc)
 
 
-def _rate(text: str) -> float:
-    try:
-        rate = config.Percent(text)
-    except ValueError:
-        rate = float(text)
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"sample rate {text!r} is not between 0 and 1 (or 0% and 100%)")
-    return rate
+#: Most spans ``tracing.max_span_queue_size`` may hold (each queued span costs about 3 KB).
+MAX_SPAN_QUEUE_SIZE = 1_000_000
 
-
-def _positive_int(text: str) -> int:
-    value = config.Integer(text)
-    if value <= 0:
-        raise ValueError(f"must be a positive integer, not {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = config.Timespan(text).total_seconds()
-    except ValueError:
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"invalid time {text!r}: expected e.g. '500 milliseconds' or 0.5")
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero, not {text!r}")
-    return seconds
+_rate = config.Fraction
+_queue_size = config.IntegerRange(1, MAX_SPAN_QUEUE_SIZE)
+_count = config.IntegerRange(1, config.MAX_POOL_SIZE)
+# a batch interval over a minute would hold spans (and memory) for no gain
+_interval = config.Seconds(max=60.0, allow_zero=False)
+_timeout = config.Seconds(max=300.0, allow_zero=False)
 
 
 def _exporter_name(text: str) -> str:
@@ -396,10 +377,10 @@ def tracing_client_from_config(
                 "service_name": config.Optional(config.String),
                 "endpoint": config.Optional(_legacy_zipkin_endpoint),
                 "queue_name": config.Optional(_queue_name),
-                "max_span_queue_size": config.Optional(_positive_int, DEFAULT_MAX_SPAN_QUEUE_SIZE),
-                "num_span_workers": config.Optional(_positive_int, DEFAULT_NUM_SPAN_WORKERS),
-                "span_batch_interval": config.Optional(_seconds, DEFAULT_SPAN_BATCH_INTERVAL),
-                "num_conns": config.Optional(_positive_int, DEFAULT_NUM_CONNS),
+                "max_span_queue_size": config.Optional(_queue_size, DEFAULT_MAX_SPAN_QUEUE_SIZE),
+                "num_span_workers": config.Optional(_count, DEFAULT_NUM_SPAN_WORKERS),
+                "span_batch_interval": config.Optional(_interval, DEFAULT_SPAN_BATCH_INTERVAL),
+                "num_conns": config.Optional(_count, DEFAULT_NUM_CONNS),
                 "sample_rate": config.Optional(_rate),
                 "propagators": config.Optional(_propagator_names),
             }
@@ -424,7 +405,7 @@ def tracing_client_from_config(
         )
 
     timeout = _parse(
-        raw_config, "tracing.exporter.timeout", config.Optional(_seconds, DEFAULT_EXPORT_TIMEOUT)
+        raw_config, "tracing.exporter.timeout", config.Optional(_timeout, DEFAULT_EXPORT_TIMEOUT)
     )
 
     endpoint: str | None = None

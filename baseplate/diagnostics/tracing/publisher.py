@@ -176,18 +176,8 @@ def _zipkin_api_url(text: str) -> str:
     return url
 
 
-def _positive_number(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"must be more than zero, not {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = config.Integer(text)
-    if value <= 0:
-        raise ValueError(f"must be a positive integer, not {text!r}")
-    return value
+_post_timeout = config.Seconds(max=300.0, allow_zero=False)
+_batch_count = config.IntegerRange(1, 100_000)
 
 
 def parse_publisher_config(raw_config: dict[str, str]) -> config.ConfigNamespace:
@@ -196,9 +186,9 @@ def parse_publisher_config(raw_config: dict[str, str]) -> config.ConfigNamespace
         raw_config,
         {
             "zipkin_api_url": _zipkin_api_url,
-            "post_timeout": config.Optional(_positive_number, POST_TIMEOUT_DEFAULT),
-            "max_batch_size": config.Optional(_positive_int, MAX_BATCH_SIZE_DEFAULT),
-            "retry_limit": config.Optional(_positive_int, RETRY_LIMIT_DEFAULT),
+            "post_timeout": config.Optional(_post_timeout, POST_TIMEOUT_DEFAULT),
+            "max_batch_size": config.Optional(_batch_count, MAX_BATCH_SIZE_DEFAULT),
+            "retry_limit": config.Optional(_batch_count, RETRY_LIMIT_DEFAULT),
         },
     )
 
