@@ -184,10 +184,17 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         self._stopping = True
         self._wake_worker()
         left = len(self._queue)
+        in_flight = self.in_flight_spans
         if left:
             self._queue.clear()
             self.lost_spans += left
-            logger.warning("lost %d spans that could not be exported before shutdown", left)
+        if left or in_flight:
+            logger.warning(
+                "%d spans were not exported before shutdown (%d queued, %d being exported)",
+                left + in_flight,
+                left,
+                in_flight,
+            )
         try:
             with instrumentation_suppressed():
                 self.exporter.shutdown()

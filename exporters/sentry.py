@@ -86,6 +86,8 @@ class SentrySpanProcessor(SpanProcessor):
         self.report = report
         self.scope = scope
         self.flush = flush
+        #: Seconds ``shutdown`` waits for queued reports.
+        self.shutdown_timeout = DEFAULT_EXPORT_TIMEOUT
         self.announced_requests_only = announced_requests_only
         self.reported = 0
         self.failed = 0
@@ -158,11 +160,11 @@ class SentrySpanProcessor(SpanProcessor):
             self._log.error("error report could not be sent: %s", exc)
 
     def shutdown(self) -> None:
-        """Wait up to :data:`~exporters.defaults.DEFAULT_EXPORT_TIMEOUT` for queued reports;
-        log once how many were not sent."""
+        """Wait up to :attr:`shutdown_timeout` for queued reports; log once how many were
+        not sent."""
         if self.flush is None:
             return
-        unsent = self._flush(DEFAULT_EXPORT_TIMEOUT)
+        unsent = self._flush(self.shutdown_timeout)
         if unsent:
             logger.warning("%d error reports were not sent before shutdown", unsent)
 

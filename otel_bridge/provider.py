@@ -14,8 +14,12 @@ takes its state with it.
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -30,6 +34,8 @@ from otel_bridge.semconv import TRACER_NAME
 
 #: ``service.name`` of a provider installed before anything named the service.
 UNKNOWN_SERVICE = "unknown_service"
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _id_generator = BaseplateIdGenerator()
@@ -172,6 +178,73 @@ def exports_on_its_own(provider: TracerProvider) -> bool:
     )
 
 
+def unexported_spans(provider: TracerProvider) -> int:
+    """Sampled spans baseplate's processors on ``provider`` still hold (queued or being
+    exported): what would be lost if the process ended now."""
+    total = 0
+    for processor in state_of(provider).processors:
+        counts = getattr(processor, "telemetry_counts", None)
+        if callable(counts):
+            values = counts()
+            total += int(values.get("spans.queued", 0)) + int(values.get("spans.in_flight", 0))
+    return total
+
+
+def _run_in_parallel(calls: list[Callable[[], object]], deadline: float) -> bool:
+    """Run each call in its own thread (greenlet under gevent); whether all of them finished
+    by ``deadline`` and none returned False or raised."""
+    results: list[object] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            results.append(call())
+        except Exception:
+            logger.exception("telemetry flush failed")
+            results.append(False)
+
+    threads = [
+        threading.Thread(target=run, args=(call,), name="baseplate-telemetry-flush", daemon=True)
+        for call in calls
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    return len(results) == len(calls) and all(result is not False for result in results)
+
+
+def shutdown(provider: TracerProvider, timeout: float) -> bool:
+    """Flush and shut ``provider`` down within ``timeout`` seconds in all; whether everything
+    was exported in time.
+
+    One budget for the whole shutdown. Every span processor flushes at once (a collector that
+    hangs holds up only its own exporter), then each of baseplate's processors with a
+    ``shutdown_timeout`` gets what is left of the budget for its shutdown; the provider's
+    shutdown is not waited for past the budget. Processors log what they could not export,
+    once, with its count. Never raises.
+    """
+    deadline = time.monotonic() + max(timeout, 0.0)
+    millis = int(max(timeout, 0.0) * 1000)
+    flushes: list[Callable[[], object]] = [
+        functools.partial(processor.force_flush, millis)
+        for processor in _sdk.span_processors(provider)
+    ]
+    flushed = _run_in_parallel(flushes, deadline)
+    remaining = max(deadline - time.monotonic(), 0.0)
+    for processor in state_of(provider).processors:
+        if hasattr(processor, "shutdown_timeout"):
+            processor.shutdown_timeout = remaining
+    left_before = unexported_spans(provider)
+    if not _run_in_parallel([provider.shutdown], deadline + 0.05):
+        logger.warning(
+            "telemetry shutdown did not finish within %gs; %d spans not exported",
+            timeout,
+            left_before,
+        )
+        return False
+    return flushed
+
+
 __all__ = [
     "UNKNOWN_SERVICE",
     "ProviderState",
@@ -180,5 +253,7 @@ __all__ = [
     "ensure_provider",
     "exports_on_its_own",
     "set_service_name",
+    "shutdown",
     "state_of",
+    "unexported_spans",
 ]

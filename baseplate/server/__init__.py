@@ -274,19 +274,8 @@ def _run_server(args: argparse.Namespace) -> None:
     else:
         server.stop(timeout=stop_timeout)
     close_listener()
-    # One bound for flush and shutdown together: a hung exporter cannot hold the exit.
-    timer = gevent.Timeout(TELEMETRY_FLUSH_TIMEOUT)
-    timer.start()
-    try:
-        flush_telemetry(TELEMETRY_FLUSH_TIMEOUT)
-    except gevent.Timeout as timeout:
-        if timeout is not timer:
-            raise
-        logger.warning(
-            "telemetry export did not finish within %gs; exiting anyway", TELEMETRY_FLUSH_TIMEOUT
-        )
-    finally:
-        timer.close()
+    # One budget for flush and shutdown together: a hung exporter cannot hold the exit.
+    flush_telemetry(TELEMETRY_FLUSH_TIMEOUT)
     logger.info("Stopped")
 
 

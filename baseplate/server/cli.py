@@ -69,22 +69,19 @@ def fail(program: str, message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def flush_telemetry(timeout: float = TELEMETRY_FLUSH_TIMEOUT) -> None:
-    """Export pending spans (waiting at most ``timeout`` seconds) and shut the global tracer
-    provider down (each span processor bounds its own shutdown); failures are logged, never
-    raised. ``baseplate-serve`` also bounds the two steps together by ``timeout``."""
+def flush_telemetry(timeout: float = TELEMETRY_FLUSH_TIMEOUT) -> bool:
+    """Export pending spans and error reports and shut the global tracer provider down, all
+    within ``timeout`` seconds (see :func:`otel_bridge.provider.shutdown`); what could not be
+    exported is logged once with its count. Whether everything was exported; never raises."""
     from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_bridge.provider import shutdown
 
     provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
-    shutdown = getattr(provider, "shutdown", None)
-    try:
-        if callable(force_flush) and not force_flush(int(timeout * 1000)):
-            logger.warning("not every span could be exported within %gs", timeout)
-        if callable(shutdown):
-            shutdown()
-    except Exception:
-        logger.exception("flushing telemetry failed")
+    if not isinstance(provider, TracerProvider):
+        return True
+    return shutdown(provider, timeout)
 
 
 __all__ = [

@@ -9,6 +9,7 @@ datagram, is counted in ``send_errors`` and is logged at most once per
 from __future__ import annotations
 
 import _thread
+import atexit
 import collections
 import logging
 import os
@@ -16,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, Union
 
@@ -152,6 +154,8 @@ class _Sender:
                 return
             if self._pid != os.getpid():  # forked: the parent's socket is not ours
                 self._socket = None
+            if not self._pid:  # first start: metrics still queued at exit get a moment
+                atexit.register(_drain_at_exit, weakref.ref(self))
             self._pid = os.getpid()
             self._thread_alive = True
             start_thread(self._run, ())
@@ -273,6 +277,15 @@ class _Sender:
 
 
 _start_lock = threading.Lock()
+
+#: Seconds the process waits at exit for metrics still queued.
+EXIT_DRAIN_TIMEOUT = 0.5
+
+
+def _drain_at_exit(sender: weakref.ref[_Sender]) -> None:
+    live = sender()
+    if live is not None and live._pid == os.getpid():
+        live.drain(EXIT_DRAIN_TIMEOUT)
 
 
 def _gevent_patched(module: str, name: str) -> bool:

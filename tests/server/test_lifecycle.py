@@ -61,10 +61,16 @@ def test_stop_is_bounded_when_the_collector_hangs(tmp_path, serve):
     for _ in range(3):
         assert server.get_json("/hello")["hello"] == "world"
 
-    # the export in progress never returns: the server gives up on it and exits
+    # the export in progress never returns: the server gives up on it and exits, within the
+    # one shutdown budget (5 s) for the flush and the shutdown together
+    started = time.monotonic()
     assert server.stop(limit=60) == 0
-    assert "telemetry export did not finish within 5s" in server.log()
-    assert "Stopped" in server.log()
+    elapsed = time.monotonic() - started
+    log = server.log()
+    assert "spans not exported" in log or "spans were not exported" in log
+    assert "Stopped" in log
+    assert elapsed < 8, elapsed  # 5 s budget, plus the process's own start and exit
+    assert "Traceback" not in log
 
 
 def test_sigint_stops_gracefully_too(tmp_path, serve):
