@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from baseplate._span import DiagnosticObserver, ServerSpan
+from baseplate.diagnostics.health import TelemetryHealthReporter
 from baseplate.metrics import Batch, Client
 from exporters.statsd import StatsdSpanProcessor
 
@@ -48,10 +49,17 @@ class MetricsBaseplateObserver(DiagnosticObserver):
         self.processor: StatsdSpanProcessor[Batch] = StatsdSpanProcessor(
             client.batch, announced_requests_only=True
         )
+        #: Sends the telemetry health metrics once attached.
+        self.health: TelemetryHealthReporter | None = None
 
     def attach(self, baseplate: Baseplate) -> None:
-        """Install the statsd span processor on ``baseplate``'s tracer provider."""
+        """Install the statsd span processor on ``baseplate``'s tracer provider, and start
+        reporting the telemetry health metrics through the client (see
+        :mod:`baseplate.diagnostics.health`)."""
         baseplate.add_span_processor(self.processor)
+        if self.health is None:
+            self.health = TelemetryHealthReporter(baseplate, self.client)
+        self.health.start()
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
         context.metrics = self.processor.batch_for_request(server_span.trace_id, server_span.id)

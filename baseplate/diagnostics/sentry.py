@@ -79,6 +79,15 @@ class ReportSender:
         if not self.is_alive():
             self._start()
 
+    def telemetry_counts(self) -> dict[str, int]:
+        """What became of the reports given to :meth:`queue`, for the health metrics."""
+        return {
+            "error_reports.sent": self.sent,
+            "error_reports.failed": self.failed,
+            "error_reports.dropped": self.dropped,
+            "error_reports.queued": self.pending(),
+        }
+
     def pending(self) -> int:
         """Reports queued or being sent."""
         with self._changed:

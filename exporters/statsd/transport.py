@@ -109,6 +109,15 @@ class UDPTransport:
         queue.append(serialized)
         self._sender.wake()
 
+    def telemetry_counts(self) -> dict[str, int]:
+        """What became of the datagrams given to :meth:`send`, for the health metrics."""
+        return {
+            "metrics.sent": self.datagrams_sent,
+            "metrics.failed": self.send_errors,
+            "metrics.dropped": self.dropped,
+            "metrics.queued": len(self._queue),
+        }
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to ``timeout`` seconds until everything queued was sent (or dropped);
         whether it was."""
