@@ -47,3 +47,36 @@ class RateLimitedLog:
             message += " (%d similar messages suppressed)"
             args = (*args, suppressed)
         self.logger.log(level, message, *args, exc_info=exc_info)
+
+
+class RateLimitFilter(logging.Filter):
+    """A logging filter letting through at most one record every ``interval`` seconds (the
+    next one says how many were held back), for loggers of libraries baseplate cannot change
+    (the OTLP exporter's logs every failed export)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._next_allowed = 0.0
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_allowed:
+                self._suppressed += 1
+                return False
+            self._next_allowed = now + self.interval
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            record.msg = f"{record.getMessage()} ({suppressed} similar messages suppressed)"
+            record.args = None
+        return True
+
+
+def rate_limit_logger(name: str, interval: float = 60.0) -> None:
+    """Put a :class:`RateLimitFilter` on the logger ``name`` (once)."""
+    target = logging.getLogger(name)
+    if not any(isinstance(existing, RateLimitFilter) for existing in target.filters):
+        target.addFilter(RateLimitFilter(interval))

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.util.re import parse_env_headers
 
-from exporters._ratelimit import RateLimitedLog
+from exporters._ratelimit import RateLimitedLog, rate_limit_logger
 from exporters.defaults import DEFAULT_EXPORT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT_MILLIS
 from exporters.http import collector_url
 from otel_bridge import environment
@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 #: Where spans go when no endpoint is configured (a local collector's OTLP/HTTP port).
 DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
+#: The OTLP exporter's own loggers, which log every failed export and retry.
+_SDK_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+)
 #: Path of the OTLP/HTTP traces API, appended to endpoints given without a path.
 OTLP_TRACES_PATH = "/v1/traces"
 
@@ -162,6 +167,9 @@ def make_otlp_exporter(
     :param service_name: ``service.name`` for spans whose resource names none.
     """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    for name in _SDK_LOGGERS:  # a collector that is down: a line a minute, not two a second
+        rate_limit_logger(name)
 
     url = otlp_traces_url(endpoint or DEFAULT_OTLP_TRACES_ENDPOINT)
     request_headers = environment_headers()

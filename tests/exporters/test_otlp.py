@@ -122,3 +122,19 @@ def test_environment_headers() -> None:
     assert environment_headers({general: "a=1"}) == {"a": "1"}
     assert environment_headers({traces: "b=2", general: "a=1"}) == {"b": "2"}
     assert environment_headers({traces: " ", general: "a=1"}) == {"a": "1"}
+
+
+def test_collector_down_logs_a_line_a_minute_not_one_per_export(
+    refused_address: str, spans: SpanMaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    exporter = make_otlp_exporter(refused_address, timeout=0.2)
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry"):
+        for _ in range(10):
+            with spans.tracer.start_as_current_span("op"):
+                pass
+            assert exporter.export(spans.finished()) is SpanExportResult.FAILURE
+    sdk_lines = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+    assert len(sdk_lines) <= 2, [r.getMessage() for r in sdk_lines]
+    assert exporter.dropped_spans >= 10
