@@ -240,9 +240,30 @@ class SidecarExporter(SpanExporter):
         with instrumentation_suppressed():
             return self._write(spans)
 
+    def _room(self) -> int:
+        """Messages the queue can take now (a full queue is not worth encoding spans for)."""
+        try:
+            return int(self.queue.max_messages) - int(self.queue.current_messages)
+        except Exception:
+            return 1  # cannot tell: try, and let send say
+
     def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         dropped = 0
-        for span in spans:
+        room = self._room()
+        for index, span in enumerate(spans):
+            if room <= 0:
+                room = self._room()
+            if room <= 0:
+                # The sidecar is behind: drop what is left of the batch without encoding it,
+                # so a full queue costs the service nothing.
+                left = len(spans) - index
+                self.queue_full_spans += left
+                dropped += left
+                self._log.error(
+                    "trace queue %s is full; is the trace publisher running?", self.queue.name
+                )
+                break
+            room -= 1
             try:
                 message = self.encode(span)
             except Exception as exc:

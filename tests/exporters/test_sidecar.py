@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import posix_ipc
 import pytest
@@ -259,3 +260,28 @@ def test_publisher_rejects_a_bad_config(tmp_path: pathlib.Path) -> None:
 
     assert result.returncode == 2
     assert "post_timeout" in result.stderr
+
+
+def test_full_queue_encodes_nothing(
+    spans: SpanMaker, trace_queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = SidecarExporter("svc", trace_queue_name, max_messages=2, max_message_size=4096)
+    for index in range(2):
+        with spans.tracer.start_as_current_span(f"fill-{index}"):
+            pass
+    assert exporter.export(spans.finished()) is SpanExportResult.SUCCESS
+    encoded = []
+    original = exporter.encode
+
+    def counting_encode(span: Any) -> bytes:
+        encoded.append(span.name)
+        return original(span)
+
+    monkeypatch.setattr(exporter, "encode", counting_encode)
+    for index in range(50):
+        with spans.tracer.start_as_current_span(f"late-{index}"):
+            pass
+    batch = [span for span in spans.finished() if span.name.startswith("late-")]
+    assert exporter.export(batch) is SpanExportResult.FAILURE
+    assert encoded == []  # the queue was full: no span was encoded only to be dropped
+    assert exporter.queue_full_spans == 50
