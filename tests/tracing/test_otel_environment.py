@@ -164,3 +164,33 @@ def test_the_resource_names_the_service_from_the_environment_first(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == name
+
+
+SDK_DISABLED = """
+import socket, sys
+from baseplate import metrics
+from baseplate.core import Baseplate, RequestContext
+receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+receiver.bind(("127.0.0.1", 0))
+receiver.settimeout(2)
+bp = Baseplate()
+client = metrics.make_client("svc", "127.0.0.1:%d" % receiver.getsockname()[1])
+bp.configure_metrics(client)
+context = RequestContext()
+with bp.make_server_span(context, "route") as span:
+    print("recording", span.otel_span.is_recording())
+client.counter("own").increment()
+print("received", receiver.recv(1000).decode())
+"""
+
+
+def test_otel_sdk_disabled_stops_span_metrics_but_not_the_applications() -> None:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ["OTEL_SDK_DISABLED"] = "true"
+    result = subprocess.run(
+        [sys.executable, "-c", SDK_DISABLED], capture_output=True, text=True, env=environ
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["recording False", "received svc.own:1|c"]
