@@ -27,6 +27,7 @@ from baseplate.diagnostics.tracing.config import (
     tracing_client_from_config,
 )
 from exporters.batch import BoundedBatchSpanProcessor
+from otel_bridge import environment
 from otel_bridge import provider as _provider
 from otel_bridge.propagation import configure_propagators
 
@@ -72,8 +73,9 @@ class TraceBaseplateObserver(DiagnosticObserver):
         client = self.tracing_client
         provider = baseplate.tracer_provider
         _provider.set_service_name(provider, client.service_name)
-        if client.exporter_source == "OTEL_TRACES_EXPORTER" and _provider.exports_on_its_own(
-            provider
+        if (
+            client.exporter_source == environment.OTEL_TRACES_EXPORTER
+            and _provider.exports_on_its_own(provider)
         ):
             logger.info(
                 "OTEL_TRACES_EXPORTER=%s is served by the tracer provider's own exporter; "

@@ -397,7 +397,7 @@ def tracing_client_from_config(
     source = "tracing.exporter"
     exporter = _parse(raw_config, "tracing.exporter", config.Optional(_exporter_name))
     if exporter is None:
-        source = "OTEL_TRACES_EXPORTER"
+        source = environment.OTEL_TRACES_EXPORTER
         exporter = _parse_env(environ, environment.OTEL_TRACES_EXPORTER, _first_exporter_name)
     if exporter is None:
         exporter, source = _legacy_exporter(
