@@ -21,6 +21,31 @@ logger = logging.getLogger(__name__)
 
 _POLL_INTERVAL = 0.01
 
+#: Seconds between two log lines about bad input from clients (malformed Thrift frames,
+#: unparsable HTTP requests); the lines in between are counted, not written.
+BAD_INPUT_LOG_INTERVAL = 60.0
+#: The longest reason a bad-input line quotes (the client chose the bytes).
+_MAX_REASON = 200
+
+
+def describe_peer(address: Any) -> str:
+    """A client's address as ``host:port`` (``[host]:port`` for IPv6), for log lines."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) if address else "a UNIX socket client"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most a couple of hundred characters."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins" and name[:1].islower():  # struct.error, socket.timeout
+        name = f"{kind.__module__}.{name}"
+    text = f"{name}: {exc}" if str(exc) else name
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
 
 class RequestTracker:
     """Counts a server's requests in progress and says whether the server is stopping."""

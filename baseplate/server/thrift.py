@@ -18,6 +18,12 @@ framed binary or compact, and unframed binary or compact; replies use the client
 Each call runs in a fresh, empty :mod:`contextvars` context (no current OpenTelemetry span).
 Services that extend ``BaseplateService`` answer ``baseplate-healthcheck thrift HOST:PORT``
 through their ``is_healthy`` method.
+
+Bad input (a frame that is not Thrift, a length out of bounds, bytes that do not decode, a
+request cut short) closes that connection and is logged as one WARNING line naming the peer,
+without a traceback, at most once a minute (the next line says how many were held back); the
+server keeps serving everyone else. Errors after a request was read (writing the reply, a
+bug) are logged with their traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from gevent.pool import Pool
 from gevent.server import StreamServer
-from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+from thrift.protocol.THeaderProtocol import THeaderProtocol, THeaderProtocolFactory
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TProcessor
 from thrift.transport.THeaderTransport import THeaderClientType
@@ -38,13 +44,27 @@ from thrift.transport.TTransport import TTransportException
 
 from baseplate.config import ConfigurationError
 from baseplate.server._lifecycle import (
+    BAD_INPUT_LOG_INTERVAL,
     Connection,
     RequestTracker,
+    describe_exception,
+    describe_peer,
     parse_server_options,
     stop_gracefully,
 )
+from exporters._ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+
+#: Transport errors that mean the client sent something the server cannot read (the others
+#: are the network's: a reset, a timeout, the client closing between calls).
+BAD_INPUT_TRANSPORT_ERRORS = frozenset(
+    {
+        TTransportException.NEGATIVE_SIZE,
+        TTransportException.SIZE_LIMIT,
+        TTransportException.INVALID_CLIENT_TYPE,
+    }
+)
 
 #: Every client format the server accepts.
 ALLOWED_CLIENT_TYPES = (
@@ -73,6 +93,26 @@ class _ConnectionSocket(TSocket):
         return data
 
 
+class _ServerProtocol(THeaderProtocol):
+    """The server's THeader protocol; knows whether a request is being read.
+
+    ``reading`` is true from the start of ``readMessageBegin`` (the frame, the method name)
+    until ``readMessageEnd`` (after the arguments), which generated processors call before
+    they run the handler: an error in between comes from the client's bytes.
+    """
+
+    reading = False
+
+    def readMessageBegin(self) -> Any:
+        self.reading = True
+        return super().readMessageBegin()
+
+    def readMessageEnd(self) -> Any:
+        result = super().readMessageEnd()
+        self.reading = False
+        return result
+
+
 class GeventServer(StreamServer):
     """A gevent stream server running a Thrift processor on each connection."""
 
@@ -80,6 +120,8 @@ class GeventServer(StreamServer):
         self.processor = processor
         self.protocol_factory = THeaderProtocolFactory(allowed_client_types=ALLOWED_CLIENT_TYPES)
         self.tracker = RequestTracker()
+        #: Where bad input is logged: one line per :data:`BAD_INPUT_LOG_INTERVAL` at most.
+        self.bad_input_log = RateLimitedLog(logger, BAD_INPUT_LOG_INTERVAL)
         super().__init__(*args, **kwargs)
 
     def handle(self, client_socket: socket.socket, address: Any) -> None:
@@ -87,21 +129,46 @@ class GeventServer(StreamServer):
         connection = Connection(self.tracker)
         transport = _ConnectionSocket(client_socket, connection)
         # THeader needs one protocol for both directions: the reply uses the request's format.
-        protocol = self.protocol_factory.getProtocol(transport)
+        protocol = _ServerProtocol(
+            transport,
+            self.protocol_factory.allowed_client_types,
+            self.protocol_factory.default_protocol,
+        )
         try:
             while not self.tracker.stopping:
                 contextvars.Context().run(self.processor.process, protocol, protocol)
                 connection.end_request()
-        except TTransportException as exc:
-            if exc.type != TTransportException.END_OF_FILE:
-                logger.debug("closing Thrift connection from %s: %s", address, exc)
-        except TProtocolException as exc:
-            logger.info("closing Thrift connection from %s: malformed request: %s", address, exc)
-        except Exception:
-            logger.exception("unexpected error on Thrift connection from %s", address)
+        except Exception as exc:
+            self._connection_failed(exc, address, reading=protocol.reading and connection.busy)
         finally:
             connection.end_request()
             transport.close()
+
+    def _connection_failed(self, exc: Exception, address: Any, reading: bool) -> None:
+        # ``reading``: bytes of a request had arrived and it was not fully read yet.
+        if isinstance(exc, TTransportException):
+            if exc.type == TTransportException.END_OF_FILE:
+                if reading:  # not between calls: the request was cut short
+                    self._bad_input(exc, address)
+            elif exc.type in BAD_INPUT_TRANSPORT_ERRORS:
+                self._bad_input(exc, address)
+            else:  # the network's doing: a reset, a timeout
+                logger.debug("closing Thrift connection from %s: %s", describe_peer(address), exc)
+        elif isinstance(exc, TProtocolException) or reading:
+            self._bad_input(exc, address)
+        else:
+            logger.exception(
+                "unexpected error on Thrift connection from %s", describe_peer(address)
+            )
+
+    def _bad_input(self, exc: Exception, address: Any) -> None:
+        if isinstance(exc, TTransportException) and exc.type == TTransportException.END_OF_FILE:
+            reason = "the request was cut short (the client closed the connection)"
+        else:
+            reason = describe_exception(exc)
+        self.bad_input_log.warning(
+            "closing Thrift connection from %s: bad request: %s", describe_peer(address), reason
+        )
 
     def stop_gracefully(self, timeout: float | None = None) -> None:
         """Stop accepting, let calls in progress finish (at most ``timeout`` seconds,
@@ -129,4 +196,4 @@ def make_server(
     return server
 
 
-__all__ = ["ALLOWED_CLIENT_TYPES", "GeventServer", "make_server"]
+__all__ = ["ALLOWED_CLIENT_TYPES", "BAD_INPUT_TRANSPORT_ERRORS", "GeventServer", "make_server"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import random
 import re
 import socket
 from collections.abc import Callable
@@ -135,3 +136,70 @@ def test_garbage_closes_only_that_connection(tmp_path, serve):
         assert client.client.is_healthy() is True
     finally:
         client.close()
+
+
+#: Bytes that are not a Thrift request, each sent on a connection of its own.
+BAD_FRAMES = {
+    "zeros": b"\x00\x00\x00\x00",
+    "huge length": b"\x7f\xff\xff\xff" + b"x" * 16,
+    "negative length": b"\xff\xff\xff\xff",
+    "random bytes": random.Random(16).randbytes(64),
+    "truncated frame": b"\x00\x00\x00\x20\x0f\xff\x00\x00",
+    "truncated header": b"\x00\x00\x00\x10\x0f\xff\x00\x00\x00\x00\x00\x01\x00\x05" + b"\xff" * 4,
+    "huge method name": b"\x80\x01\x00\x01\x7f\xff\xff\xff",
+    "method name not utf-8": b"\x00\x00\x00\x0d\x80\x01\x00\x01\x00\x00\x00\x02\xff\xfe"
+    + b"\x00\x00\x00",
+    "http": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+def _send_and_wait_for_hang_up(port: int, data: bytes) -> str:
+    """Send ``data``, close our side, and wait until the server closes the connection;
+    return our address as the server names it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        host, client_port = raw.getsockname()[:2]
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+        try:
+            while raw.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass  # the server closed with our bytes unread
+    return f"{host}:{client_port}"
+
+
+def test_bad_frames_are_one_warning_line_naming_the_peer_and_serving_goes_on(tmp_path, serve):
+    server = serve(thrift_ini(tmp_path))
+
+    peers = [_send_and_wait_for_hang_up(server.port, data) for data in BAD_FRAMES.values()]
+
+    client = ThriftClient(server.port)
+    try:
+        assert client.client.is_healthy() is True
+    finally:
+        client.close()
+    log = server.log()
+    assert "Traceback" not in log
+    assert " ERROR " not in log
+    # rate-limited: one line a minute at most, however many connections sent garbage
+    (line,) = [line for line in log.splitlines() if "bad request" in line]
+    assert " WARNING " in line
+    assert f"closing Thrift connection from {peers[0]}: bad request: struct.error" in line
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FRAMES))
+def test_each_bad_frame_is_reported_as_bad_input(tmp_path, serve, name):
+    # one shape per server, so that each one's line is the first of its interval
+    server = serve(thrift_ini(tmp_path))
+
+    peer = _send_and_wait_for_hang_up(server.port, BAD_FRAMES[name])
+
+    client = ThriftClient(server.port)
+    try:
+        assert client.client.is_healthy() is True
+    finally:
+        client.close()
+    log = server.log()
+    assert "Traceback" not in log
+    (line,) = [line for line in log.splitlines() if "bad request" in line]
+    assert " WARNING " in line and f"from {peer}: bad request: " in line
