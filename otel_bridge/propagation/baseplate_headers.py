@@ -1,11 +1,20 @@
 """Baseplate's own trace headers (HTTP and THeader) as OpenTelemetry propagators.
 
-Ids are unsigned decimal integers; trace, parent and span must all be present and valid or
-the request starts a new trace. ``Sampled`` other than ``1`` (or ``true``), or none at all,
-means unsampled, as every baseplate reads it (1.x callers send ``X-Sampled`` only when
-sampled); the debug flag still forces sampling. The headers carry both the span id the callee
-must use (shared-span model) and its parent; the parent travels in the extracted context under
-:data:`otel_bridge.context.UPSTREAM_PARENT_KEY`.
+Values are read as reddit's baseplate reads them: ids are decimal integers in the syntax of
+Python's ``int()`` (``+1234`` and ``0`` included), span and parent ids below 2**64; trace,
+parent and span must all be present and valid, and ``Flags``, when present, valid too, or the
+request starts a new trace. ``Sampled`` other than exactly ``1``, or none at all, means
+unsampled (1.x callers send ``X-Sampled`` only when sampled); the debug flag still forces
+sampling. Two aliases of one field must have the same text (or, for an ``X-B3-*`` alias, the
+hex form of the same id). What differs from reddit's reading, and why: a trace or span id of
+``0`` starts a new trace (OpenTelemetry has no such id), and a decimal trace id of up to 128
+bits is accepted (earlier releases of this project sent them).
+
+The headers carry both the span id the callee must use (shared-span model) and its parent;
+the parent travels in the extracted context under
+:data:`otel_bridge.context.UPSTREAM_PARENT_KEY`. Outbound, a trace id wider than 64 bits is
+written as its lower 64 bits (:func:`~otel_bridge.propagation.wire.legacy_trace_id`), the
+only width legacy services read; W3C and B3 headers carry the full id.
 
 Both flavours read baseplate 0.28's aliases (:mod:`~otel_bridge.propagation.headers`) and
 forward the request's Edge-Request (:func:`otel_bridge.context.edge_request`), each in its
@@ -41,6 +50,7 @@ from otel_bridge.propagation.wire import (
     first_value,
     is_hex_b3_span_id,
     is_hex_b3_trace_id,
+    legacy_trace_id,
     parse_decimal_id,
     remote_context,
     same_id,
@@ -48,7 +58,8 @@ from otel_bridge.propagation.wire import (
 )
 from otel_bridge.semconv import flags_from_trace_state
 
-_SAMPLED_VALUES = ("1", "true", "True")
+#: The one ``Sampled`` value that means sampled, as every baseplate reads it.
+SAMPLED_VALUE = "1"
 
 
 class _BaseplateHeadersPropagator(TextMapPropagator):
@@ -97,8 +108,13 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         parent_id = parse_decimal_id(values["parent"])
         if not trace_id or not span_id or parent_id is None:
             return context
-        flags = parse_decimal_id(values["flags"]) or 0
-        sampled = values["sampled"] in _SAMPLED_VALUES
+        flags = 0
+        if values["flags"] is not None:
+            parsed_flags = parse_decimal_id(values["flags"])
+            if parsed_flags is None:
+                return context  # reddit's baseplate rejects the headers too
+            flags = parsed_flags
+        sampled = values["sampled"] == SAMPLED_VALUE
         return remote_context(context, trace_id, span_id, sampled, flags, parent_id)
 
     def _primary_present(self, getter: Getter[Any], carrier: Any) -> bool:
@@ -114,10 +130,11 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         if not span_context.is_valid:
             return
         names = self.header_names
-        setter.set(carrier, names["trace"][0], str(span_context.trace_id))
+        setter.set(carrier, names["trace"][0], str(legacy_trace_id(span_context.trace_id)))
         setter.set(carrier, names["parent"][0], str(parent_id))
         setter.set(carrier, names["span"][0], str(span_context.span_id))
-        setter.set(carrier, names["sampled"][0], "1" if span_context.trace_flags.sampled else "0")
+        sampled = SAMPLED_VALUE if span_context.trace_flags.sampled else "0"
+        setter.set(carrier, names["sampled"][0], sampled)
         flags = flags_from_trace_state(span_context.trace_state)
         if flags:
             setter.set(carrier, names["flags"][0], str(flags))
@@ -134,6 +151,12 @@ class _BaseplateHeadersPropagator(TextMapPropagator):
         return {names[0] for names in self.header_names.values()} | self.extra_fields
 
 
+def http_edge_request_value(header: bytes | None) -> str:
+    """The ``X-Edge-Request`` value for Edge-Request bytes: padded standard base64, the
+    empty string when there are none (as reddit's baseplate 1.x sends it)."""
+    return base64.b64encode(header or b"").decode("ascii")
+
+
 class BaseplateHTTPPropagator(_BaseplateHeadersPropagator):
     """Baseplate HTTP headers (``X-Trace`` ...) with the 0.28 ``X-B3-*`` decimal aliases.
 
@@ -148,7 +171,7 @@ class BaseplateHTTPPropagator(_BaseplateHeadersPropagator):
     def _inject_edge_request(
         self, carrier: CarrierT, header: bytes | None, setter: Setter[CarrierT]
     ) -> None:
-        setter.set(carrier, EDGE_REQUEST_HTTP_HEADER, base64.b64encode(header or b"").decode())
+        setter.set(carrier, EDGE_REQUEST_HTTP_HEADER, http_edge_request_value(header))
 
 
 class BaseplateThriftPropagator(_BaseplateHeadersPropagator):
@@ -169,4 +192,9 @@ class BaseplateThriftPropagator(_BaseplateHeadersPropagator):
             setter.set(carrier, EDGE_REQUEST_THRIFT_HEADER, header.decode("latin-1"))
 
 
-__all__ = ["BaseplateHTTPPropagator", "BaseplateThriftPropagator"]
+__all__ = [
+    "SAMPLED_VALUE",
+    "BaseplateHTTPPropagator",
+    "BaseplateThriftPropagator",
+    "http_edge_request_value",
+]

@@ -1,8 +1,10 @@
 """Several formats at once: which one wins on extract, which ones write on inject.
 
 When several formats arrive, W3C wins over the others unless they describe the same span as
-baseplate headers. ``X-B3-*`` headers whose trace id is exactly 16 or 32 hex digits and span
-id exactly 16 are read as standard (hex) B3; other all-digit values as 0.28 decimal aliases.
+baseplate headers. Baseplate headers carry only the lower 64 bits of a wider trace id: a
+W3C or B3 reading of the same span whose trace id has those lower bits gives the full id.
+``X-B3-*`` headers whose trace id is exactly 16 or 32 hex digits and span id exactly 16 are
+read as standard (hex) B3; other all-digit values as 0.28 decimal aliases.
 
 Baseplate services read ``X-B3-*`` as decimal aliases of ``X-Trace`` ...: hex values there
 contradict the decimal ones and such a service then ignores the trace. So an HTTP composite
@@ -29,7 +31,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from otel_bridge.propagation.baseplate_headers import BaseplateHTTPPropagator
 from otel_bridge.propagation.headers import HTTP_ALIASES
-from otel_bridge.propagation.wire import RANK_BASEPLATE, RANK_OTHER, RANK_W3C
+from otel_bridge.propagation.wire import (
+    RANK_BASEPLATE,
+    RANK_OTHER,
+    RANK_W3C,
+    is_legacy_form_of,
+    with_trace_id,
+)
 
 
 def _rank(propagator: TextMapPropagator) -> int:
@@ -54,6 +62,38 @@ def _injectors(propagators: Sequence[TextMapPropagator]) -> list[TextMapPropagat
         if isinstance(propagator, BaseplateHTTPPropagator)
         or not HTTP_ALIASES.intersection(name.lower() for name in propagator.fields)
     ]
+
+
+def _reconciled(found: list[tuple[int, Context, SpanContext]]) -> Context:
+    """The extracted context to use, from the readings of several formats (best first).
+
+    The best reading wins, but a baseplate reading of the same span is kept (it carries the
+    upstream parent), and takes the full trace id when another format has the 128-bit id
+    whose lower 64 bits it carries.
+    """
+    rank, result, winner = found[0]
+    baseplate = next((item for item in found if item[0] == RANK_BASEPLATE), None)
+    if baseplate is None:
+        return result
+    _, baseplate_context, baseplate_span = baseplate
+    if rank not in (RANK_W3C, RANK_BASEPLATE):
+        return result
+    if rank == RANK_W3C and not _same_span(baseplate_span, winner):
+        return result
+    widest = baseplate_span.trace_id
+    for _, _, span_context in found:
+        if _same_span(baseplate_span, span_context) and span_context.trace_id > widest:
+            widest = span_context.trace_id
+    if widest == baseplate_span.trace_id:
+        return baseplate_context
+    return with_trace_id(baseplate_context, widest)
+
+
+def _same_span(baseplate: SpanContext, other: SpanContext) -> bool:
+    """Whether a baseplate reading and another format's name the same span."""
+    return baseplate.span_id == other.span_id and is_legacy_form_of(
+        baseplate.trace_id, other.trace_id
+    )
 
 
 class CompositePropagator(TextMapPropagator):
@@ -89,16 +129,7 @@ class CompositePropagator(TextMapPropagator):
         result = context if context is not None else Context()
         if found:
             found.sort(key=lambda item: item[0])
-            rank, result, winner = found[0]
-            if rank == RANK_W3C:
-                for other_rank, ctx, span_context in found[1:]:
-                    if (
-                        other_rank == RANK_BASEPLATE
-                        and span_context.trace_id == winner.trace_id
-                        and span_context.span_id == winner.span_id
-                    ):
-                        result = ctx
-                        break
+            result = _reconciled(found)
         for propagator in others:
             result = propagator.extract(carrier, result, getter)
         return result

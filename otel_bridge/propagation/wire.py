@@ -9,6 +9,7 @@ extracted context (with the upstream parent and the "sampling undecided" mark of
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from opentelemetry import trace
@@ -32,8 +33,13 @@ RANK_B3 = 2
 RANK_OTHER = 3
 
 _HEX = frozenset("0123456789abcdefABCDEF")
-# Longer than any id below TRACE_ID_LIMIT: no point converting it.
-_MAX_DECIMAL_DIGITS = 40
+# What Python's int() takes as a decimal number, the way reddit's baseplate reads ids: an
+# optional sign, ASCII digits, single underscores between digits ("+1234", "0", "1_000").
+_DECIMAL = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")
+# Longer than any id below TRACE_ID_LIMIT (sign and underscores included): not converted.
+_MAX_DECIMAL_LENGTH = 80
+# Baseplate headers carry 64-bit ids (SPAN_ID_LIMIT): wider trace ids are sent truncated.
+_LEGACY_MASK = SPAN_ID_LIMIT - 1
 
 
 def first_value(getter: Getter[Any], carrier: Any, key: str) -> str | None:
@@ -49,11 +55,31 @@ def first_value(getter: Getter[Any], carrier: Any, key: str) -> str | None:
 
 
 def parse_decimal_id(text: str | None, limit: int = SPAN_ID_LIMIT) -> int | None:
-    """Parse an unsigned decimal id below ``limit``; None when missing or invalid."""
-    if text is None or not text.isascii() or not text.isdigit() or len(text) > _MAX_DECIMAL_DIGITS:
+    """Parse a decimal id from 0 to below ``limit``; None when missing or invalid.
+
+    The syntax is what reddit's baseplate accepts (Python's ``int()`` on ASCII text): an
+    optional sign, digits, single underscores between digits, so ``+1234``, ``0`` and
+    ``-0`` are ids, ``-1``, ``0x10``, ``1.5`` and ``1e5`` are not.
+    """
+    if text is None or len(text) > _MAX_DECIMAL_LENGTH or not _DECIMAL.fullmatch(text):
         return None
     value = int(text)
-    return value if value < limit else None
+    return value if 0 <= value < limit else None
+
+
+def legacy_trace_id(trace_id: int) -> int:
+    """The trace id as baseplate headers carry it: its lower 64 bits.
+
+    Legacy baseplate services parse trace ids as 64-bit integers and start a new trace on a
+    wider one; sending the lower 64 bits of a 128-bit id (the convention of 64-bit Zipkin
+    systems) keeps them in the trace, while W3C and B3 headers carry the full id.
+    """
+    return trace_id & _LEGACY_MASK
+
+
+def is_legacy_form_of(legacy: int, trace_id: int) -> bool:
+    """Whether ``legacy`` (read from baseplate headers) is ``trace_id`` or its lower 64 bits."""
+    return legacy == trace_id or (legacy < SPAN_ID_LIMIT and legacy == trace_id & _LEGACY_MASK)
 
 
 def parse_hex_id(text: str | None, widths: tuple[int, ...]) -> int | None:
@@ -74,14 +100,13 @@ def is_hex_b3_span_id(text: str | None) -> bool:
 
 
 def same_id(first: str, second: str) -> bool:
-    """Whether two header values name the same id (decimal, or hex for the second)."""
+    """Whether two header values for one field agree: the same text, as reddit's baseplate
+    compares them, or (for the second, an alias that standard B3 also uses) the hex form of
+    the first's decimal id."""
     if first == second:
         return True
     as_decimal = parse_decimal_id(first, TRACE_ID_LIMIT)
-    return as_decimal is not None and (
-        parse_decimal_id(second, TRACE_ID_LIMIT) == as_decimal
-        or parse_hex_id(second, (16, 32)) == as_decimal
-    )
+    return as_decimal is not None and parse_hex_id(second, (16, 32)) == as_decimal
 
 
 def _trace_state_for(flags: int) -> TraceState:
@@ -120,6 +145,20 @@ def remote_context(
     return ctx
 
 
+def with_trace_id(context: Context, trace_id: int) -> Context:
+    """``context`` with its (remote) span's trace id replaced by ``trace_id``; the rest of
+    the span context and every other context value kept."""
+    span_context = trace.get_current_span(context).get_span_context()
+    widened = SpanContext(
+        trace_id=trace_id,
+        span_id=span_context.span_id,
+        is_remote=span_context.is_remote,
+        trace_flags=span_context.trace_flags,
+        trace_state=span_context.trace_state,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(widened), context)
+
+
 def span_and_parent(context: Context | None) -> tuple[SpanContext, int]:
     """The span context to inject and its parent span id (0 for a root)."""
     span = trace.get_current_span(context)
@@ -139,9 +178,12 @@ __all__ = [
     "first_value",
     "is_hex_b3_span_id",
     "is_hex_b3_trace_id",
+    "is_legacy_form_of",
+    "legacy_trace_id",
     "parse_decimal_id",
     "parse_hex_id",
     "remote_context",
     "same_id",
     "span_and_parent",
+    "with_trace_id",
 ]

@@ -367,7 +367,7 @@ def test_extract_never_raises(headers: dict[str, str]) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.integers(1, 2**128 - 1), st.integers(0, 2**64 - 1), st.integers(1, 2**64 - 1),
+    st.integers(1, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(1, 2**64 - 1),
     st.booleans(), st.integers(0, 2**64 - 1),
 )
 def test_http_round_trip_property(
@@ -395,3 +395,131 @@ def test_w3c_alone_is_continued() -> None:
     )
     info = trace_info_from_context(ctx)
     assert info is not None and (info.trace_id, info.parent_id, info.sampled) == (7, 8, False)
+
+
+# -- wire rules toward legacy baseplate services -------------------------------------------
+
+WIDE_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736  # a W3C trace id, wider than 64 bits
+LOWER_64 = WIDE_TRACE & (2**64 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2**64, 2**128 - 1), st.integers(1, 2**64 - 1), st.booleans())
+def test_wide_trace_ids_go_out_as_their_lower_64_bits(
+    trace_id: int, span_id: int, thrift: bool
+) -> None:
+    context = _context_for(trace_id, span_id, 55, True)
+    if thrift:
+        carrier: dict[Any, Any] = {}
+        THRIFT.inject(carrier, context=context, setter=thrift_setter)
+        sent = int(carrier[b"Trace"])
+    else:
+        carrier = {}
+        HTTP.inject(carrier, context=context)
+        sent = int(carrier["X-Trace"])
+    assert sent == trace_id % 2**64 and sent < 2**64  # what a legacy peer can parse
+
+
+def test_wide_trace_id_full_in_w3c_and_b3_lower_bits_in_baseplate_headers() -> None:
+    composite = make_propagator(["baseplate", "tracecontext", "b3"])
+    carrier: dict[str, str] = {}
+    composite.inject(carrier, context=_context_for(WIDE_TRACE, 66, 55, True))
+    assert carrier["X-Trace"] == str(LOWER_64)
+    assert carrier["X-Span"] == "66" and carrier["X-Parent"] == "55"
+    assert carrier["traceparent"] == f"00-{WIDE_TRACE:032x}-{66:016x}-01"
+    assert carrier["b3"] == f"{WIDE_TRACE:032x}-{66:016x}-1-{55:016x}"
+    thrift: dict[bytes, bytes] = {}
+    make_propagator(["baseplate", "tracecontext"], thrift=True).inject(
+        thrift, context=_context_for(WIDE_TRACE, 66, 55, True), setter=thrift_setter
+    )
+    assert thrift[b"Trace"] == str(LOWER_64).encode()
+    assert thrift[b"traceparent"] == f"00-{WIDE_TRACE:032x}-{66:016x}-01".encode()
+
+
+@pytest.mark.parametrize("others", [["tracecontext"], ["b3"], ["tracecontext", "b3"]])
+def test_our_own_callee_gets_the_full_trace_id_and_the_shared_span(others: list[str]) -> None:
+    """Between two services of this project, W3C or B3 restores the bits X-Trace lacks,
+    and the baseplate reading (shared span, upstream parent) is kept."""
+    names = ["baseplate", *others]
+    carrier: dict[str, str] = {}
+    make_propagator(names).inject(carrier, context=_context_for(WIDE_TRACE, 66, 55, True))
+    ctx = make_propagator(names).extract(carrier, getter=case_insensitive_getter)
+    assert trace_info_from_context(ctx) == TraceInfo(WIDE_TRACE, 55, 66, True, None)
+    # Thrift too
+    thrift: dict[bytes, bytes] = {}
+    make_propagator(names, thrift=True).inject(
+        thrift, context=_context_for(WIDE_TRACE, 66, 55, True, flags=2), setter=thrift_setter
+    )
+    ctx = make_propagator(names, thrift=True).extract(thrift, getter=thrift_getter)
+    assert trace_info_from_context(ctx) == TraceInfo(WIDE_TRACE, 55, 66, True, 2)
+
+
+def test_lower_bits_of_another_span_do_not_widen() -> None:
+    composite = make_propagator(["baseplate", "tracecontext"])
+    headers = {
+        "X-Trace": str(LOWER_64), "X-Parent": "55", "X-Span": "66", "X-Sampled": "1",
+        "traceparent": f"00-{WIDE_TRACE:032x}-{67:016x}-01",  # another span: W3C wins
+    }
+    info = trace_info_from_context(composite.extract(headers, getter=case_insensitive_getter))
+    assert info is not None and info.trace_id == WIDE_TRACE and info.parent_id == 67
+    b3 = make_propagator(["baseplate", "b3"])
+    other_trace = {**headers, "b3": f"{WIDE_TRACE + 1:032x}-{66:016x}-1"}
+    del other_trace["traceparent"]
+    info = trace_info_from_context(b3.extract(other_trace, getter=case_insensitive_getter))
+    assert info == TraceInfo(LOWER_64, 55, 66, True, None)  # B3 of another trace: ignored
+
+
+# Values reddit's baseplate (int() and a 64-bit range check) accepts, read alike here.
+REDDIT_ACCEPTS = {
+    "plus sign": ({"X-Span": "+66"}, TraceInfo(1234, 55, 66, True, None)),
+    "parent zero": ({"X-Parent": "0"}, TraceInfo(1234, 0, 66, True, None)),
+    "parent minus zero": ({"X-Parent": "-0"}, TraceInfo(1234, 0, 66, True, None)),
+    "leading zeros": ({"X-Trace": "0001234"}, TraceInfo(1234, 55, 66, True, None)),
+    "underscores": ({"X-Trace": "1_234"}, TraceInfo(1234, 55, 66, True, None)),
+    "surrounding spaces": ({"X-Span": " 66 "}, TraceInfo(1234, 55, 66, True, None)),
+    "flags with sign": ({"X-Flags": "+2"}, TraceInfo(1234, 55, 66, True, 2)),
+    "flags zero": ({"X-Flags": "0"}, TraceInfo(1234, 55, 66, True, None)),
+}
+
+
+@pytest.mark.parametrize("changes, expected", REDDIT_ACCEPTS.values(), ids=REDDIT_ACCEPTS.keys())
+def test_values_reddit_accepts(changes: dict[str, str], expected: TraceInfo) -> None:
+    ctx = HTTP.extract({**LEGACY, **changes}, getter=case_insensitive_getter)
+    assert trace_info_from_context(ctx) == expected
+    thrift = {k[2:].encode(): v.encode() for k, v in {**LEGACY, **changes}.items()}
+    assert trace_info_from_context(THRIFT.extract(thrift, getter=thrift_getter)) == expected
+
+
+# Headers reddit's baseplate rejects (a new trace there), rejected here too.
+REDDIT_REJECTS = {
+    "flags not a number": {"X-Flags": "abc"},
+    "negative flags": {"X-Flags": "-1"},
+    "flags past 64 bits": {"X-Flags": str(2**64)},
+    "double underscore": {"X-Trace": "1__234"},
+    "trailing underscore": {"X-Span": "66_"},
+    "sign alone": {"X-Span": "+"},
+    "alias text differs": {"X-B3-SpanId": "066"},
+    "alias sign differs": {"X-B3-SpanId": "+66"},
+}
+
+
+@pytest.mark.parametrize("changes", REDDIT_REJECTS.values(), ids=REDDIT_REJECTS.keys())
+def test_values_reddit_rejects(changes: dict[str, str]) -> None:
+    ctx = HTTP.extract({**LEGACY, **changes}, getter=case_insensitive_getter)
+    assert not extracted(ctx).is_valid
+
+
+@pytest.mark.parametrize("value", ["true", "True", "yes", "01", "1.0", "0", "d"])
+def test_only_sampled_1_means_sampled(value: str) -> None:
+    info = trace_info_from_context(HTTP.extract({**LEGACY, "X-Sampled": value}))
+    assert info is not None and info.sampled is False
+    thrift = {b"Trace": b"1234", b"Parent": b"55", b"Span": b"66", b"Sampled": value.encode()}
+    info = trace_info_from_context(THRIFT.extract(thrift, getter=thrift_getter))
+    assert info is not None and info.sampled is False
+
+
+@pytest.mark.parametrize("field", ["X-Trace", "X-Span"])
+def test_zero_trace_or_span_id_starts_a_new_trace(field: str) -> None:
+    """Reddit's baseplate accepts 0 there; OpenTelemetry has no span or trace id 0."""
+    ctx = HTTP.extract({**LEGACY, field: "0"}, getter=case_insensitive_getter)
+    assert not extracted(ctx).is_valid
