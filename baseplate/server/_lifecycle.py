@@ -42,8 +42,12 @@ def describe_exception(exc: BaseException) -> str:
     name = kind.__qualname__
     if kind.__module__ != "builtins" and name[:1].islower():  # struct.error, socket.timeout
         name = f"{kind.__module__}.{name}"
-    text = f"{name}: {exc}" if str(exc) else name
-    text = " ".join(text.split())
+    return shorten(f"{name}: {exc}" if str(exc) else name)
+
+
+def shorten(text: str) -> str:
+    """``text`` on one line, at most a couple of hundred characters (for text a client chose)."""
+    text = " ".join(str(text).split())
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 

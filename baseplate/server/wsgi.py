@@ -28,6 +28,15 @@ defines the route, e.g. with Pyramid::
     configurator.add_view(health, route_name="health", renderer="json")
 
 Return a 5xx status (``request.response.status_int = 503``) when the service is not healthy.
+
+Errors: an exception the application lets out is answered with a 500 and logged once, at
+ERROR with its traceback, naming the request and its trace and span ids (decimal, as
+baseplate writes them; also the record's ``trace_id``/``span_id``, so the default
+``[trace_id=...]`` shows it) when the application is a baseplate one (``app.baseplate``, as
+the Pyramid integration sets). A request the server cannot parse (a header line over 64 KB,
+a malformed request line or header, a bad chunked body) is the client's error: answered with
+a 4xx and logged as one WARNING line naming the peer, without a traceback, at most once a
+minute (the next line says how many were held back).
 """
 
 from __future__ import annotations
@@ -36,21 +45,59 @@ import contextvars
 import logging
 import socket
 from collections.abc import Callable
+from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
-from gevent import pywsgi
+from gevent import GreenletExit, pywsgi
 from gevent.pool import Pool
 
 from baseplate.config import ConfigurationError
 from baseplate.server._lifecycle import (
+    BAD_INPUT_LOG_INTERVAL,
     Connection,
     RequestTracker,
+    describe_exception,
+    describe_peer,
     parse_server_options,
+    shorten,
     stop_gracefully,
 )
 from baseplate.server.loading import load_factory
+from exporters._ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+
+_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_HEADER_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class _RequestSpan:
+    """The ids of the request's server span, once the application made one."""
+
+    __slots__ = ("span_id", "trace_id")
+
+    def __init__(self) -> None:
+        self.trace_id: int | None = None
+        self.span_id: int | None = None
+
+
+_REQUEST_SPAN: ContextVar[_RequestSpan | None] = ContextVar(
+    "baseplate_wsgi_request_span", default=None
+)
+
+
+class _RequestSpanObserver:
+    """A baseplate observer noting each request's server span ids for the error line."""
+
+    def on_server_span_created(self, context: Any, server_span: Any) -> None:
+        request = _REQUEST_SPAN.get()
+        if request is not None and request.trace_id is None:
+            request.trace_id = server_span.trace_id
+            request.span_id = server_span.id
 
 
 class _TrackedHandler(pywsgi.WSGIHandler):
@@ -77,7 +124,49 @@ class _TrackedHandler(pywsgi.WSGIHandler):
         return line
 
     def run_application(self) -> None:
-        contextvars.Context().run(super().run_application)
+        request = self._request_span = _RequestSpan()
+        contextvars.Context().run(self._run_application_in_context, request)
+
+    def _run_application_in_context(self, request: _RequestSpan) -> None:
+        _REQUEST_SPAN.set(request)
+        super().run_application()
+
+    def _log_error(
+        self, t: type[BaseException], v: BaseException, tb: TracebackType | None
+    ) -> None:
+        # pywsgi prints the traceback to stderr through the hub; this logs it once, through
+        # logging, with the request's trace.
+        if issubclass(t, GreenletExit) or not logger.isEnabledFor(logging.ERROR):
+            return
+        environ = getattr(self, "environ", None) or {}
+        message = "Unexpected error handling %s %s from %s"
+        args: tuple[Any, ...] = (
+            environ.get("REQUEST_METHOD", "-"),
+            shorten(environ.get("PATH_INFO", "-")),
+            describe_peer(self.client_address),
+        )
+        request = getattr(self, "_request_span", None)
+        if request is not None and request.trace_id is not None:
+            message += " (trace_id=%s span_id=%s)"
+            args += (request.trace_id, request.span_id)
+        record = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 0, message, args, (t, v, tb), "handle_error"
+        )
+        if request is not None and request.trace_id is not None:
+            # the span has ended by now: the record gets the ids it would have had in it
+            record.trace_id = str(request.trace_id)
+            record.span_id = str(request.span_id)
+        logger.handle(record)
+
+    def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
+        # What the client sent cannot be parsed: its error, not the server's.
+        reason = getattr(ex, "formatted_message", None) or describe_exception(ex)
+        self.server.bad_request_log.warning(
+            "bad HTTP request from %s: %s", describe_peer(self.client_address), shorten(reason)
+        )
+        if "line too long" in str(reason).lower():
+            return ("431", _HEADER_TOO_LARGE)
+        return ("400", _BAD_REQUEST)
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         if self.server.tracker.stopping and not any(
@@ -95,6 +184,9 @@ class WSGIServer(pywsgi.WSGIServer):
         kwargs["handler_class"] = _with_tracking(handler_class)
         super().__init__(listener, application=application, **kwargs)
         self.tracker = RequestTracker()
+        #: Where requests that cannot be parsed are logged: one line per
+        #: :data:`~baseplate.server._lifecycle.BAD_INPUT_LOG_INTERVAL` at most.
+        self.bad_request_log = RateLimitedLog(logger, BAD_INPUT_LOG_INTERVAL)
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         # pywsgi writes a response's headers and body in separate sends: with Nagle on, a
@@ -156,6 +248,9 @@ def make_server(
         error_log=pywsgi.LoggingLogAdapter(logger, logging.ERROR),
     )
     server.stop_timeout = options.stop_timeout
+    baseplate: Any = getattr(app, "baseplate", None)  # set by the Pyramid integration
+    if callable(getattr(baseplate, "register", None)):
+        baseplate.register(_RequestSpanObserver())
     return server
 
 

@@ -56,7 +56,71 @@ def test_failing_view_is_a_500_and_an_error_span(tmp_path, serve):
     assert status == 500
     (span,) = spans_named(tmp_path, "fail")
     assert span["status"] == "ERROR"
-    server.wait_for_log("RuntimeError: this view always fails")  # the traceback, on stderr
+    server.wait_for_log("RuntimeError: this view always fails")
+
+
+def test_application_error_is_logged_once_with_its_trace_and_span_ids(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+    headers = {"X-Trace": "1234", "X-Parent": "5", "X-Span": "77", "X-Sampled": "1"}
+
+    status, _, _ = server.get("/fail", headers)
+    assert status == 500
+    assert server.get_json("/hello")["hello"] == "world"  # and the server goes on
+
+    server.wait_for_log("RuntimeError: this view always fails")
+    log = server.log()
+    # once, through logging (not gevent's print of the environ), with the request's ids
+    assert log.count("RuntimeError: this view always fails") == 1
+    assert "failed with RuntimeError" not in log
+    (line,) = [line for line in log.splitlines() if "Unexpected error handling" in line]
+    assert " ERROR " in line
+    assert "[trace_id=1234]" in line
+    assert "Unexpected error handling GET /fail from 127.0.0.1:" in line
+    assert line.endswith("(trace_id=1234 span_id=77)")
+    traceback_start = log.index(line) + len(line) + 1
+    assert log[traceback_start:].startswith("Traceback (most recent call last):")
+
+
+def test_application_error_of_a_new_trace_names_its_ids(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+
+    assert server.get("/fail")[0] == 500
+
+    server.wait_for_log("RuntimeError: this view always fails")
+    (line,) = [line for line in server.log().splitlines() if "Unexpected error handling" in line]
+    match = re.search(r"\(trace_id=(\d+) span_id=(\d+)\)$", line)
+    assert match, line
+    assert f"[trace_id={match.group(1)}]" in line
+    (span,) = spans_named(tmp_path, "fail")
+    assert (span["trace_id"], span["span_id"]) == (int(match.group(1)), int(match.group(2)))
+
+
+def _raw_request(server: ServeProcess, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+        raw.sendall(request)
+        response = b""
+        while chunk := raw.recv(65536):
+            response += chunk
+        return response
+
+
+def test_an_over_long_header_is_a_client_error_logged_as_one_warning(tmp_path, serve):
+    server = serve(pyramid_ini(tmp_path))
+    long_header = b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+
+    responses = [_raw_request(server, long_header) for _ in range(5)]
+    garbage = _raw_request(server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert server.get_json("/hello")["hello"] == "world"
+
+    assert all(r.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n") for r in responses)
+    assert garbage.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    log = server.log()
+    assert "Traceback" not in log
+    assert " ERROR " not in log
+    # rate-limited: one line a minute at most, for every kind of unparsable request
+    (line,) = [line for line in log.splitlines() if "bad HTTP request" in line]
+    assert " WARNING " in line
+    assert re.search(r"bad HTTP request from 127\.0\.0\.1:\d+: .*Line too long", line), line
 
 
 def test_request_metrics_reach_statsd(tmp_path, serve, statsd):
