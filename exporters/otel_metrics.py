@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Optional
@@ -362,7 +363,7 @@ class SpanMetricsProcessor(SpanProcessor):
                 or (parent.trace_id, parent.span_id) not in self._open_ids
             ):
                 return
-            self._members[(*key, span.start_time)] = None
+            self._members[(key[0], key[1], span.start_time)] = None
             self._open_ids[key] = self._open_ids.get(key, 0) + 1
             while len(self._members) > self.max_open_spans:
                 oldest = next(iter(self._members))
@@ -601,6 +602,17 @@ def shared_pipeline(key: Hashable, build: Callable[[], MetricsPipeline]) -> Metr
         return pipeline
 
 
+def shutdown_pipelines(timeout: float = DEFAULT_EXPORT_TIMEOUT) -> None:
+    """Export a last time and stop every pipeline of this process, within ``timeout``
+    seconds in all (what a server's shutdown calls; pipelines made afterwards are new)."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    with _pipelines_lock:
+        pipelines = [p for p in _pipelines.values() if p.pid == os.getpid()]
+        _pipelines.clear()
+    for pipeline in pipelines:
+        pipeline.shutdown(max(deadline - time.monotonic(), 0.0))
+
+
 __all__ = [
     "ATTR_COMPONENT_NAME",
     "ATTR_ERROR_TYPE",
@@ -627,4 +639,5 @@ __all__ = [
     "instrument_name",
     "make_resource",
     "shared_pipeline",
+    "shutdown_pipelines",
 ]
