@@ -535,15 +535,21 @@ class MetricsPipeline:
         """Collect and export now, within ``timeout`` seconds; whether it was exported."""
         if self._shut_down:
             return True
+        failed_before = self._failed()
         try:
             done = bool(self.provider.force_flush(timeout_millis=max(timeout, 0.0) * 1000))
         except Exception as exc:
             self._log.warning("could not export metrics to %s: %r", self.description, exc)
             return False
+        # the SDK's flush says True whatever the export did: the exporter's counts tell
+        done = done and self._failed() == failed_before
         if done:
             # the exit handler then only stops the reader
             self.exit_timeout = min(self.exit_timeout, 0.5)
         return done
+
+    def _failed(self) -> int:
+        return int(self._counts().get("metrics.failed", 0)) if self._counts is not None else 0
 
     def shutdown(self, timeout: float = DEFAULT_EXPORT_TIMEOUT) -> None:
         """Export a last time and stop, within ``timeout`` seconds (once; never raises)."""

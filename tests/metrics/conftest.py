@@ -26,6 +26,7 @@ def collector(tmp_path: pathlib.Path) -> Iterator[MetricsCollector]:
     """A rotel agent receiving OTLP/HTTP metrics on a free loopback port."""
     running = start_collector(tmp_path / "rotel-metrics.out")
     yield running
+    shutdown_pipelines(timeout=1.0)  # while the collector still takes the last export
     stop_collector(running.process)
 
 
