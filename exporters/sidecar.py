@@ -303,6 +303,14 @@ class SidecarExporter(SpanExporter):
         """Messages are written immediately; always True."""
         return True
 
+    def __del__(self) -> None:
+        # An open handle counts against the user's message-queue quota (RLIMIT_MSGQUEUE):
+        # an exporter dropped without shutdown must not keep it.
+        try:
+            self.shutdown()
+        except Exception:
+            pass
+
     def shutdown(self) -> None:
         """Close this process's handle on the queue (the queue itself stays for the sidecar)."""
         if not self._closed:

@@ -43,24 +43,26 @@ def test_health_counts_and_metrics(caplog: pytest.LogCaptureFixture) -> None:
                 pass
         assert provider.force_flush(5000) is True
         counts = telemetry_counts(bp)
-        assert counts["spans.dropped"] == 3  # the queue holds 2
-        assert counts["spans.failed"] == 2  # the collector refused them
-        assert counts["spans.exported"] + counts["spans.failed"] + counts["spans.dropped"] == 5
+        dropped, failed = counts["spans.dropped"], counts["spans.failed"]
+        assert dropped >= 1  # the queue holds 2 (how many the worker took first varies)
+        assert failed >= 2  # the collector refused them
+        assert counts["spans.exported"] == 0
+        assert dropped + failed == 5  # each span exactly once
         assert client.transport.flush(5)
         receiver.receive_all()
 
         reporter = TelemetryHealthReporter(bp, client)
         with caplog.at_level(logging.WARNING):
             changes = reporter.report(bp)
-        assert changes["spans.dropped"] == 3 and changes["spans.failed"] == 2
+        assert changes["spans.dropped"] == dropped and changes["spans.failed"] == failed
         assert client.transport.flush(5)
         lines = b"\n".join(receiver.receive_all()).decode().split("\n")
-        assert "svc.baseplate.telemetry.spans.dropped:3|c" in lines
-        assert "svc.baseplate.telemetry.spans.failed:2|c" in lines
+        assert f"svc.baseplate.telemetry.spans.dropped:{dropped}|c" in lines
+        assert f"svc.baseplate.telemetry.spans.failed:{failed}|c" in lines
         assert any(line.startswith("svc.baseplate.telemetry.metrics.sent:") for line in lines)
         (record,) = [r for r in caplog.records if "telemetry lost" in r.getMessage()]
-        assert "3 spans dropped" in record.getMessage()
-        assert "2 spans failed" in record.getMessage()
+        assert f"{dropped} spans dropped" in record.getMessage()
+        assert f"{failed} spans failed" in record.getMessage()
 
         # nothing new: no counters, no warning
         caplog.clear()

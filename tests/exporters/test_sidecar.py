@@ -282,6 +282,9 @@ def test_full_queue_encodes_nothing(
         with spans.tracer.start_as_current_span(f"late-{index}"):
             pass
     batch = [span for span in spans.finished() if span.name.startswith("late-")]
-    assert exporter.export(batch) is SpanExportResult.FAILURE
-    assert encoded == []  # the queue was full: no span was encoded only to be dropped
-    assert exporter.queue_full_spans == 50
+    try:
+        assert exporter.export(batch) is SpanExportResult.FAILURE
+        assert encoded == []  # the queue was full: no span was encoded only to be dropped
+        assert exporter.queue_full_spans == 50
+    finally:
+        exporter.shutdown()  # queues count against the user's mqueue quota until closed

@@ -460,6 +460,9 @@ def run_metrics(metrics: ModuleType, endpoint: Any, cases: list[str]) -> dict[st
                 "error": error_name(exc),
                 "assertion_error": isinstance(exc, AssertionError),
             }
+        transport = getattr(client, "transport", None)
+        if hasattr(transport, "telemetry_counts"):  # ours sends from a background thread
+            transport.flush(10)
         marker.sendto(f"#case {name}".encode(), (host, port))
     marker.close()
     return answers
