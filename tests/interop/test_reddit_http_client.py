@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socketserver
 import threading
+import urllib.parse
 import wsgiref.simple_server
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,9 +58,16 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
         pass
 
 
+class _ThreadingServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    """A request of ours may wait for a peer that calls us back: one thread per request."""
+
+    daemon_threads = True
+
+
 class OurService:
     """Our Pyramid integration with the HTTP clients on the request; ``/call?client=``
-    ``internal`` | ``external`` | ``external-refused`` calls the peer's ``/show``."""
+    ``internal`` | ``external`` | ``external-refused`` calls the peer's ``/show`` (or
+    ``url``), ``/show`` answers what a request to it brought."""
 
     def __init__(self, peer_url: str, factory: EdgeRequestContextFactory | None) -> None:
         self.peer_url = peer_url
@@ -88,8 +97,14 @@ class OurService:
         )
         config.add_route("call", "/call")
         config.add_view(self.call_view, route_name="call")
+        config.add_route("show", "/show")
+        config.add_view(self.show_view, route_name="show")
         self.server = wsgiref.simple_server.make_server(
-            "127.0.0.1", 0, config.make_wsgi_app(), handler_class=_QuietHandler
+            "127.0.0.1",
+            0,
+            config.make_wsgi_app(),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
         )
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -101,16 +116,38 @@ class OurService:
         )
         answer: dict[str, Any] = {"server": trace_of(request.trace)}
         try:
-            answer["peer"] = session.get(self.peer_url).json()
+            answer["peer"] = session.get(request.params.get("url", self.peer_url)).json()
         except AddressNotAllowed as refused:
             answer["refused"] = {"reason": refused.reason, "address": refused.address}
         return Response(json=answer)
 
+    def show_view(self, request: Any) -> Response:
+        """What a call from elsewhere brought: the server span and the trace headers."""
+        raw = getattr(request, "raw_request_context", None)
+        return Response(
+            json={
+                "server": trace_of(request.trace),
+                "headers": {
+                    name.lower(): value
+                    for name, value in request.headers.items()
+                    if name.lower().startswith("x-") or name.lower() in TRACE_HEADERS
+                },
+                "raw_request_context": base64.b64encode(raw).decode() if raw else None,
+            }
+        )
+
     def call(
-        self, peer: RedditPyramidPeer | None, client: str, headers: list[tuple[str, str]]
+        self,
+        peer: RedditPyramidPeer | None,
+        client: str,
+        headers: list[tuple[str, str]],
+        url: str | None = None,
     ) -> dict[str, Any]:
         self.exporter.clear()
-        seen = http_get(self.port, f"/call?client={client}", headers)
+        path = f"/call?client={client}"
+        if url is not None:
+            path += "&url=" + urllib.parse.quote(url, safe="")
+        seen = http_get(self.port, path, headers)
         if peer is not None:
             assert peer.next_seen() == seen["peer"]
         return seen
