@@ -8,11 +8,18 @@ Options they read from their ``[app:main]`` section, besides the baseplate ones
   and what is still queued at exit must be flushed by the server);
 * ``test.report_path``: a JSON line per process describing how it started;
 * ``test.fork``: ``true`` to fork once the application is built (a pre-fork application);
-* ``test.healthy``: ``false`` makes the health checks fail.
+* ``test.healthy``: ``false`` makes the health checks fail;
+* ``test.tracing``: ``true`` to configure tracing from the ``tracing.*`` keys
+  (``Baseplate.configure_tracing``), as a service does;
+* ``test.error_reporting``: ``true`` to configure Sentry from the ``sentry.*`` keys;
+* ``test.counts_path``: when the process exits, one JSON line there with the sampled spans
+  that ended (counted by a span processor of its own) and
+  :func:`baseplate.diagnostics.health.telemetry_counts`.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -23,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gevent import pywsgi
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from pyramid.config import Configurator
 from pyramid.request import Request
@@ -67,6 +74,35 @@ class JsonLinesSpanExporter(SpanExporter):
         with self.lock, open(self.path, "a") as out:
             out.write("".join(line + "\n" for line in lines))
         return SpanExportResult.SUCCESS
+
+
+class SampledSpanCounter(SpanProcessor):
+    """Counts the sampled spans that ended: what the export processors were given."""
+
+    def __init__(self) -> None:
+        self.ended_sampled = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
+            self.ended_sampled += 1
+
+
+def _write_counts_at_exit(bp: Baseplate, counter: SampledSpanCounter, path: str) -> None:
+    # Registered after the tracer provider's own exit hook, so it runs before it, and after
+    # baseplate-serve's telemetry shutdown (which has run when the serve loop returned).
+    from baseplate.diagnostics.health import telemetry_counts
+
+    def write() -> None:
+        record = {
+            "pid": os.getpid(),
+            "ended_sampled": counter.ended_sampled,
+            "telemetry": telemetry_counts(bp),
+        }
+        with open(path, "a") as out:
+            out.write(json.dumps(record) + "\n")
+
+    atexit.register(write)
 
 
 class HangingSpanExporter(SpanExporter):
@@ -113,13 +149,24 @@ def _make_baseplate(app_config: dict[str, str]) -> tuple[Baseplate, Any]:
                 "healthy": Optional(Boolean, default=True),
                 "schedule_delay": Optional(Float, default=0.05),
                 "hanging_exporter": Optional(Boolean, default=False),
+                "tracing": Optional(Boolean, default=False),
+                "error_reporting": Optional(Boolean, default=False),
+                "counts_path": Optional(String),
             }
         },
     )
     bp = Baseplate()
     bp.configure_logging()
+    if cfg.test.counts_path:
+        counter = SampledSpanCounter()
+        bp.add_span_processor(counter)
+        _write_counts_at_exit(bp, counter, cfg.test.counts_path)
     if app_config.get("metrics.endpoint"):
         bp.configure_metrics(baseplate.metrics_client_from_config(app_config))
+    if cfg.test.tracing:
+        bp.configure_tracing(baseplate.tracing_client_from_config(app_config))
+    if cfg.test.error_reporting:
+        bp.configure_error_reporting(baseplate.error_reporter_from_config(app_config, __name__))
     if cfg.test.spans_path:
         bp.add_span_processor(
             BoundedBatchSpanProcessor(
