@@ -70,11 +70,12 @@ from exporters.statsd import (
 from otel_bridge import environment
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter as OTelCounterInstrument
-    from opentelemetry.metrics import Histogram as OTelHistogramInstrument
-    from opentelemetry.metrics import _Gauge as OTelGaugeInstrument
-
-    from exporters.otel_metrics import MetricsPipeline
+    from exporters.otel_metrics import (
+        GaugeAggregate,
+        HistogramAggregate,
+        MetricsPipeline,
+        SumAggregate,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -542,7 +543,7 @@ def _finite(value: float, name: bytes) -> float:
 class OTelTimer(Timer):
     """A :class:`Timer` recording into an OpenTelemetry histogram, in seconds."""
 
-    def __init__(self, instrument: OTelHistogramInstrument, name: bytes) -> None:
+    def __init__(self, instrument: HistogramAggregate, name: bytes) -> None:
         super().__init__(_NULL_TRANSPORT, name)
         self.instrument = instrument
 
@@ -554,7 +555,7 @@ class OTelTimer(Timer):
 class OTelCounter(BatchCounter):
     """A :class:`Counter` adding to an OpenTelemetry counter."""
 
-    def __init__(self, client: OTelClient, instrument: OTelCounterInstrument, name: bytes):
+    def __init__(self, client: OTelClient, instrument: SumAggregate, name: bytes):
         self.transport = _NULL_TRANSPORT
         self.name = name
         self.client = client
@@ -577,7 +578,7 @@ class OTelCounter(BatchCounter):
 class OTelGauge(Gauge):
     """A :class:`Gauge` setting an OpenTelemetry gauge."""
 
-    def __init__(self, instrument: OTelGaugeInstrument, name: bytes) -> None:
+    def __init__(self, instrument: GaugeAggregate, name: bytes) -> None:
         super().__init__(_NULL_TRANSPORT, name)
         self.instrument = instrument
 
@@ -596,7 +597,7 @@ class OTelGauge(Gauge):
 class OTelHistogram(Histogram):
     """A :class:`Histogram` recording into an OpenTelemetry histogram."""
 
-    def __init__(self, client: OTelClient, instrument: OTelHistogramInstrument, name: bytes):
+    def __init__(self, client: OTelClient, instrument: HistogramAggregate, name: bytes):
         super().__init__(_NULL_TRANSPORT, name)
         self.client = client
         self.instrument = instrument

@@ -33,7 +33,9 @@ reader, shared by every client of the process configured for the same destinatio
 from __future__ import annotations
 
 import atexit
+import bisect
 import logging
+import math
 import os
 import re
 import threading
@@ -43,11 +45,24 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Optional
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, Histogram, Meter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    Metric,
+    MetricReader,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
@@ -64,6 +79,7 @@ logger = logging.getLogger(__name__)
 
 #: Name of the meter (instrumentation scope) every baseplate metric is recorded with.
 METER_NAME = TRACER_NAME
+_SCOPE = InstrumentationScope(METER_NAME)
 
 #: Histogram of the duration of every measured span, in seconds.
 SPAN_DURATION = "baseplate.span.duration"
@@ -158,53 +174,360 @@ def _exception_type(span: ReadableSpan) -> str | None:
     return None
 
 
-class SpanInstruments:
-    """The instruments span-derived metrics go to, made once on ``meter``; :meth:`record`
-    measures one ended span (see the module documentation for names and attributes)."""
+# -- aggregation in process ---------------------------------------------------------------------
 
-    def __init__(self, meter: Meter) -> None:
-        self.duration: Histogram = meter.create_histogram(
+#: The attributes of one series, as ``(key, value)`` pairs in a fixed order (hashable).
+AttributesKey = tuple[tuple[str, Any], ...]
+
+#: Series one metric may hold; measurements for more go to one overflow series (attribute
+#: ``otel.metric.overflow``), as the OpenTelemetry SDK's cardinality limit does.
+DEFAULT_MAX_SERIES = 2000
+_OVERFLOW: AttributesKey = (("otel.metric.overflow", True),)
+#: The OpenTelemetry SDK's default histogram bucket bounds.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+    7500.0, 10000.0,
+)  # fmt: skip
+
+
+def attributes_key(attributes: Mapping[str, Any] | None = None) -> AttributesKey:
+    """The key of the series with these attributes (their order is part of the key: build
+    keys for one metric in one order)."""
+    return tuple(attributes.items()) if attributes else ()
+
+
+class _HistogramSeries:
+    __slots__ = ("bucket_counts", "count", "maximum", "minimum", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.bucket_counts = [0] * buckets
+        self.count = 0
+        self.total = 0.0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+
+
+class _Aggregate:
+    """What the three kinds of aggregate share: a name, a unit, a description, the series by
+    attributes, and the lock of their :class:`Aggregates`."""
+
+    def __init__(self, owner: Aggregates, name: str, unit: str, description: str) -> None:
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self._owner = owner
+        self._lock = owner.lock
+        self.series: dict[AttributesKey, Any] = {}
+
+    def _key(self, key: AttributesKey) -> AttributesKey:
+        # called with the lock held, for a key not in self.series yet
+        return key if len(self.series) < self._owner.max_series else _OVERFLOW
+
+
+class SumAggregate(_Aggregate):
+    """A cumulative sum per series (a counter): exported as a monotonic OpenTelemetry Sum."""
+
+    def add(self, amount: float, key: AttributesKey = ()) -> None:
+        """Add ``amount`` (not negative: the caller checks) to the series ``key``."""
+        with self._lock:
+            series = self.series
+            if key not in series:
+                key = self._key(key)
+            series[key] = series.get(key, 0) + amount
+
+    def data(self, start: int, now: int) -> Sum:
+        return Sum(
+            data_points=[
+                NumberDataPoint(dict(key), start, now, value) for key, value in self.series.items()
+            ],
+            aggregation_temporality=AggregationTemporality.CUMULATIVE,
+            is_monotonic=True,
+        )
+
+
+class GaugeAggregate(_Aggregate):
+    """The last value set per series: exported as an OpenTelemetry Gauge."""
+
+    def set(self, value: float, key: AttributesKey = ()) -> None:
+        """Make ``value`` the value of the series ``key``."""
+        with self._lock:
+            if key not in self.series:
+                key = self._key(key)
+            self.series[key] = value
+
+    def data(self, start: int, now: int) -> Gauge:
+        return Gauge(
+            data_points=[
+                NumberDataPoint(dict(key), start, now, value) for key, value in self.series.items()
+            ]
+        )
+
+
+class HistogramAggregate(_Aggregate):
+    """Bucket counts, count, sum, min and max per series: exported as a cumulative
+    OpenTelemetry Histogram with explicit ``bounds`` (a value equal to a bound goes in the
+    bucket it ends, as OpenTelemetry counts)."""
+
+    def __init__(
+        self,
+        owner: Aggregates,
+        name: str,
+        unit: str,
+        description: str,
+        bounds: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        super().__init__(owner, name, unit, description)
+        self.bounds = tuple(float(bound) for bound in bounds)
+
+    def record(self, value: float, key: AttributesKey = ()) -> None:
+        """Count ``value`` (not negative: the caller checks) in the series ``key``."""
+        index = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            series = self.series.get(key)
+            if series is None:
+                key = self._key(key)
+                series = self.series.get(key)
+                if series is None:
+                    series = self.series[key] = _HistogramSeries(len(self.bounds) + 1)
+            series.bucket_counts[index] += 1
+            series.count += 1
+            series.total += value
+            if value < series.minimum:
+                series.minimum = value
+            if value > series.maximum:
+                series.maximum = value
+
+    def data(self, start: int, now: int) -> Histogram:
+        return Histogram(
+            data_points=[
+                HistogramDataPoint(
+                    attributes=dict(key),
+                    start_time_unix_nano=start,
+                    time_unix_nano=now,
+                    count=series.count,
+                    sum=series.total,
+                    bucket_counts=list(series.bucket_counts),
+                    explicit_bounds=self.bounds,
+                    min=series.minimum,
+                    max=series.maximum,
+                )
+                for key, series in self.series.items()
+            ],
+            aggregation_temporality=AggregationTemporality.CUMULATIVE,
+        )
+
+
+class Aggregates:
+    """Cumulative aggregates of one process, kept in plain dictionaries.
+
+    The OpenTelemetry SDK's synchronous instruments validate and hash the attributes of
+    every measurement (about 10 microseconds each); request metrics repeat the same few
+    attribute sets on every request, so these aggregates take a prepared
+    :data:`AttributesKey` instead, and a measurement costs a dictionary lookup and a few
+    additions under one lock. At collection time :meth:`metrics` turns them into
+    OpenTelemetry metrics (cumulative Sums, Histograms and Gauges) that an
+    :class:`AggregatingReader` hands to its exporter with the SDK's own.
+
+    A forked child starts from zero (its parent's counts stay the parent's).
+    """
+
+    def __init__(self, max_series: int = DEFAULT_MAX_SERIES) -> None:
+        self.max_series = max_series
+        self.lock = threading.Lock()
+        self.start_time = time.time_ns()
+        self._aggregates: dict[tuple[str, str], _Aggregate] = {}
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                aggregates = reference()
+                if aggregates is not None:
+                    aggregates._reset()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _reset(self) -> None:
+        self.lock = threading.Lock()
+        self.start_time = time.time_ns()
+        for aggregate in self._aggregates.values():
+            aggregate._lock = self.lock
+            aggregate.series.clear()
+
+    def _get(self, kind: str, name: str, make: Callable[[], _Aggregate]) -> Any:
+        aggregate = self._aggregates.get((kind, name))
+        if aggregate is None:
+            with self.lock:
+                aggregate = self._aggregates.get((kind, name))
+                if aggregate is None:
+                    aggregate = self._aggregates[(kind, name)] = make()
+        return aggregate
+
+    def sum(self, name: str, unit: str = "", description: str = "") -> SumAggregate:
+        """The sum (counter) named ``name``, made the first time."""
+        return self._get("sum", name, lambda: SumAggregate(self, name, unit, description))
+
+    def gauge(self, name: str, unit: str = "", description: str = "") -> GaugeAggregate:
+        """The gauge named ``name``, made the first time."""
+        return self._get("gauge", name, lambda: GaugeAggregate(self, name, unit, description))
+
+    def histogram(
+        self,
+        name: str,
+        unit: str = "",
+        description: str = "",
+        bounds: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> HistogramAggregate:
+        """The histogram named ``name`` with these bucket ``bounds``, made the first time."""
+        return self._get(
+            "histogram", name, lambda: HistogramAggregate(self, name, unit, description, bounds)
+        )
+
+    def series_count(self) -> int:
+        """How many series the aggregates hold."""
+        return sum(len(aggregate.series) for aggregate in list(self._aggregates.values()))
+
+    def metrics(self) -> list[Metric]:
+        """Every aggregate with data, as OpenTelemetry metrics (a snapshot)."""
+        now = time.time_ns()
+        with self.lock:
+            return [
+                Metric(
+                    name=aggregate.name,
+                    description=aggregate.description,
+                    unit=aggregate.unit,
+                    data=aggregate.data(self.start_time, now),  # type: ignore[attr-defined]
+                )
+                for aggregate in self._aggregates.values()
+                if aggregate.series
+            ]
+
+
+def with_metrics(
+    metrics_data: MetricsData | None,
+    metrics: Sequence[Metric],
+    resource: Resource,
+    scope: InstrumentationScope,
+) -> MetricsData | None:
+    """``metrics_data`` (None when the SDK had nothing) with ``metrics`` added under
+    ``scope``: in that scope's metrics when there are some, else as a scope of their own."""
+    if not metrics:
+        return metrics_data
+    if metrics_data is None or not metrics_data.resource_metrics:
+        only = [ScopeMetrics(scope, list(metrics), "")]
+        return MetricsData([ResourceMetrics(resource, only, "")])
+    first, *others = metrics_data.resource_metrics
+    scopes = list(first.scope_metrics)
+    for index, scope_metrics in enumerate(scopes):
+        if scope_metrics.scope.name == scope.name:
+            scopes[index] = ScopeMetrics(
+                scope_metrics.scope,
+                [*scope_metrics.metrics, *metrics],
+                scope_metrics.schema_url,
+            )
+            break
+    else:
+        scopes.append(ScopeMetrics(scope, list(metrics), ""))
+    return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *others])
+
+
+class AggregatingReader(MetricReader):
+    """A metric reader mixin (listed before the SDK reader it extends) that adds the
+    metrics of :attr:`aggregates` to every collection, also when the SDK's own instruments
+    have nothing: ``class Reader(AggregatingReader, PeriodicExportingMetricReader)``."""
+
+    #: The aggregates whose metrics each collection carries (set by :class:`MetricsPipeline`).
+    aggregates: Aggregates | None = None
+    #: The resource of collections the SDK had nothing for.
+    aggregates_resource: Resource = Resource.get_empty()
+
+    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
+        """Collect the SDK's metrics and the aggregates', and hand them on."""
+        state = _collect_state
+        state.pending = True  # the aggregates are not in this collection yet
+        try:
+            super().collect(timeout_millis=timeout_millis)
+            if state.pending and self.aggregates is not None:
+                state.pending = False
+                data = with_metrics(
+                    None, self.aggregates.metrics(), self.aggregates_resource, _SCOPE
+                )
+                if data is not None:
+                    self._receive_metrics(data, timeout_millis=timeout_millis)
+        finally:
+            state.pending = False
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        state = _collect_state
+        if getattr(state, "pending", False):
+            state.pending = False
+            if self.aggregates is not None:
+                merged = with_metrics(
+                    metrics_data, self.aggregates.metrics(), self.aggregates_resource, _SCOPE
+                )
+                metrics_data = merged if merged is not None else metrics_data
+        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)  # type: ignore[safe-super]
+
+
+# Whether the collection running in this thread still has to add the aggregates.
+_collect_state = threading.local()
+
+
+class MemoryMetricReader(AggregatingReader, InMemoryMetricReader):
+    """The SDK's in-memory reader with the aggregates added: for tests and benchmarks
+    (``get_metrics_data()`` collects now)."""
+
+
+
+class SpanInstruments:
+    """The aggregates span-derived metrics go to (see the module documentation for names
+    and attributes); :meth:`record` measures one ended span."""
+
+    def __init__(self, aggregates: Aggregates) -> None:
+        self.duration = aggregates.histogram(
             SPAN_DURATION,
             unit="s",
             description="Duration of baseplate server, client and local spans",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            bounds=DURATION_BUCKETS,
         )
-        self.calls: Counter = meter.create_counter(
+        self.calls = aggregates.sum(
             SPAN_CALLS, unit="{call}", description="Finished baseplate server and client spans"
         )
-        self.errors: Counter = meter.create_counter(
+        self.errors = aggregates.sum(
             SPAN_ERRORS, unit="{error}", description="Errors logged by baseplate client spans"
         )
-        self.http_server_duration: Histogram = meter.create_histogram(
+        self.http_server_duration = aggregates.histogram(
             HTTP_SERVER_DURATION,
             unit="s",
             description="Duration of HTTP server requests",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            bounds=DURATION_BUCKETS,
         )
-        self.http_client_duration: Histogram = meter.create_histogram(
+        self.http_client_duration = aggregates.histogram(
             HTTP_CLIENT_DURATION,
             unit="s",
             description="Duration of HTTP client requests",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            bounds=DURATION_BUCKETS,
         )
-        self._attributes: dict[tuple[str, str, object, object], dict[str, Any]] = {}
+        self._keys: dict[tuple[str, str, object, object], AttributesKey] = {}
 
-    def _span_attributes(
+    def _span_key(
         self, kind: str, name: str, component: object, success: bool | None
-    ) -> dict[str, Any]:
-        # Span names repeat on every request: reuse the attribute dicts.
-        key = (kind, name, component, success)
-        attributes = self._attributes.get(key)
-        if attributes is None:
-            attributes = {ATTR_SPAN_KIND: kind, ATTR_SPAN_NAME: name}
+    ) -> AttributesKey:
+        # Span names repeat on every request: reuse the keys.
+        cache_key = (kind, name, component, success)
+        key = self._keys.get(cache_key)
+        if key is None:
+            attributes: dict[str, Any] = {ATTR_SPAN_KIND: kind, ATTR_SPAN_NAME: name}
             if success is not None:
                 attributes[ATTR_SUCCESS] = success
             if component is not None:
                 attributes[ATTR_COMPONENT_NAME] = str(component)
-            if len(self._attributes) >= _ATTRIBUTES_CACHE_SIZE:
-                self._attributes.clear()
-            self._attributes[key] = attributes
-        return attributes
+            key = attributes_key(attributes)
+            if len(self._keys) >= _ATTRIBUTES_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[cache_key] = key
+        return key
 
     def record(self, span: ReadableSpan) -> None:
         """Measure an ended span (a span of any scope: only the kind and data are read)."""
@@ -222,14 +545,12 @@ class SpanInstruments:
             component = span_attributes.get(ATTR_COMPONENT)
             if not component:
                 return
-            self.duration.record(
-                seconds, self._span_attributes(KIND_LOCAL, span.name, component, None)
-            )
+            self.duration.record(seconds, self._span_key(KIND_LOCAL, span.name, component, None))
             return
         failed = span.status.status_code is StatusCode.ERROR
-        attributes = self._span_attributes(kind, span.name, None, not failed)
-        self.duration.record(seconds, attributes)
-        self.calls.add(1, attributes)
+        key = self._span_key(kind, span.name, None, not failed)
+        self.duration.record(seconds, key)
+        self.calls.add(1, key)
         if kind == KIND_CLIENT and span.events:
             self._count_error_objects(span)
         method = _first(span_attributes, _SPAN_HTTP_METHOD)
@@ -242,7 +563,7 @@ class SpanInstruments:
                 error_class = (event.attributes or {}).get(ATTR_LOG_PAYLOAD_TYPE)
                 if error_class:
                     self.errors.add(
-                        1, {ATTR_ERROR_TYPE: str(error_class), ATTR_SPAN_NAME: span.name}
+                        1, ((ATTR_ERROR_TYPE, str(error_class)), (ATTR_SPAN_NAME, span.name))
                     )
 
     def _record_http(
@@ -276,7 +597,7 @@ class SpanInstruments:
         elif status is not None and status >= error_floor:
             attributes[ATTR_ERROR_TYPE] = str(status)
         instrument = self.http_server_duration if kind == KIND_SERVER else self.http_client_duration
-        instrument.record(seconds, attributes)
+        instrument.record(seconds, attributes_key(attributes))
 
 
 class SpanMetricsProcessor(SpanProcessor):
@@ -432,47 +753,39 @@ def instrument_name(name: str) -> str:
 
 
 class Instruments:
-    """Instruments of one meter by name, each made once: what the ``timer``, ``counter``,
-    ``gauge`` and ``histogram`` of a metrics client record into."""
+    """Aggregates by name: what the ``timer``, ``counter``, ``gauge`` and ``histogram`` of a
+    metrics client record into (names made valid with :func:`instrument_name`)."""
 
-    def __init__(self, meter: Meter) -> None:
-        self.meter = meter
-        #: Counter increments that were refused (negative: OpenTelemetry counters only grow).
+    def __init__(self, aggregates: Aggregates) -> None:
+        self.aggregates = aggregates
+        #: Negative counter increments and histogram samples refused.
         self.rejected = 0
-        self._made: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._names: dict[str, str] = {}
 
-    def _get(self, kind: str, name: str, make: Callable[[str], Any]) -> Any:
-        key = (kind, name)
-        instrument = self._made.get(key)
-        if instrument is None:
-            with self._lock:
-                instrument = self._made.get(key)
-                if instrument is None:
-                    instrument = self._made[key] = make(instrument_name(name))
-        return instrument
+    def _name(self, name: str) -> str:
+        full = self._names.get(name)
+        if full is None:
+            full = instrument_name(name)
+            if len(self._names) >= _ATTRIBUTES_CACHE_SIZE:
+                self._names.clear()
+            self._names[name] = full
+        return full
 
-    def timer(self, name: str) -> Histogram:
-        """The histogram (seconds) a timer named ``name`` records into."""
-        return self._get(
-            "timer",
-            name,
-            lambda full: self.meter.create_histogram(
-                full, unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
-            ),
-        )
+    def timer(self, name: str) -> HistogramAggregate:
+        """The histogram (seconds, buckets from 5 ms to 10 s) a timer ``name`` records into."""
+        return self.aggregates.histogram(self._name(name), unit="s", bounds=DURATION_BUCKETS)
 
-    def histogram(self, name: str) -> Histogram:
-        """The histogram a histogram named ``name`` records into (default buckets)."""
-        return self._get("histogram", name, self.meter.create_histogram)
+    def histogram(self, name: str) -> HistogramAggregate:
+        """The histogram (the SDK's default buckets) a histogram ``name`` records into."""
+        return self.aggregates.histogram(self._name(name))
 
-    def counter(self, name: str) -> Counter:
-        """The counter a counter named ``name`` adds to."""
-        return self._get("counter", name, self.meter.create_counter)
+    def counter(self, name: str) -> SumAggregate:
+        """The counter a counter ``name`` adds to."""
+        return self.aggregates.sum(self._name(name))
 
-    def gauge(self, name: str) -> _Gauge:
-        """The (synchronous) gauge a gauge named ``name`` sets."""
-        return self._get("gauge", name, self.meter.create_gauge)
+    def gauge(self, name: str) -> GaugeAggregate:
+        """The gauge a gauge ``name`` sets."""
+        return self.aggregates.gauge(self._name(name))
 
 
 # -- the meter provider and its reader, one per destination and process -----------------------
@@ -491,9 +804,11 @@ def make_resource(service_name: str | None = None) -> Resource:
 
 class MetricsPipeline:
     """A meter provider with one reader (periodic OTLP export, or a Prometheus endpoint),
-    its meter, the span instruments and the client API's instruments.
+    the process's :class:`Aggregates` that reader carries, the span instruments and the
+    client API's instruments on them, and the provider's meter for instruments of the SDK.
 
-    :param reader: The metric reader (owned from now on: shut down with the pipeline).
+    :param reader: The metric reader (owned from now on: shut down with the pipeline); an
+        :class:`AggregatingReader`, or the aggregates are never exported.
     :param description: Where the metrics go, for log messages (``OTLP http://...``).
     :param resource: The provider's resource (:func:`make_resource`).
     :param counts: Returns the exporter's counts (:meth:`telemetry_counts`), if it keeps any.
@@ -512,14 +827,19 @@ class MetricsPipeline:
     ) -> None:
         self.reader = reader
         self.description = description
+        resource = resource or make_resource()
+        #: What the span processor and the client API record into.
+        self.aggregates = Aggregates()
+        if isinstance(reader, AggregatingReader):
+            reader.aggregates = self.aggregates
+            reader.aggregates_resource = resource
         self.provider = MeterProvider(
-            metric_readers=[reader],
-            resource=resource or make_resource(),
-            shutdown_on_exit=False,
+            metric_readers=[reader], resource=resource, shutdown_on_exit=False
         )
+        #: The provider's meter, for OpenTelemetry instruments of the application's own.
         self.meter = self.provider.get_meter(METER_NAME)
-        self.span_instruments = SpanInstruments(self.meter)
-        self.instruments = Instruments(self.meter)
+        self.span_instruments = SpanInstruments(self.aggregates)
+        self.instruments = Instruments(self.aggregates)
         #: Seconds the shutdown at interpreter exit may take (less once a flush at shutdown
         #: already exported everything: see :meth:`flush`).
         self.exit_timeout = exit_timeout
@@ -638,12 +958,21 @@ __all__ = [
     "SPAN_CALLS",
     "SPAN_DURATION",
     "SPAN_ERRORS",
+    "AggregatingReader",
+    "Aggregates",
+    "AttributesKey",
+    "GaugeAggregate",
+    "HistogramAggregate",
     "Instruments",
+    "MemoryMetricReader",
     "MetricsPipeline",
     "SpanInstruments",
+    "SumAggregate",
+    "attributes_key",
     "SpanMetricsProcessor",
     "instrument_name",
     "make_resource",
     "shared_pipeline",
     "shutdown_pipelines",
+    "with_metrics",
 ]

@@ -7,6 +7,8 @@ The metrics counterpart of :mod:`exporters.otlp`; like it, the only module that 
 
 * posts to ``<endpoint>/v1/metrics`` when the endpoint has no path (a URL with a path is
   used as given), with a timeout bounding each export including its retries;
+* exports the process's aggregates (:class:`exporters.otel_metrics.Aggregates`) with the
+  SDK's own metrics, all cumulative;
 * never raises into the reader, and counts the data points it could not deliver (a
   collector that is down costs the requests nothing: they only add to in-memory
   aggregates, which the next export that gets through carries, being cumulative);
@@ -22,7 +24,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -33,6 +44,7 @@ from opentelemetry.util.re import parse_env_headers
 from exporters._ratelimit import RateLimitedLog
 from exporters.defaults import DEFAULT_EXPORT_TIMEOUT, DEFAULT_FLUSH_TIMEOUT_MILLIS
 from exporters.http import collector_url
+from exporters.otel_metrics import AggregatingReader
 from otel_bridge import environment
 from otel_bridge.context import instrumentation_suppressed
 
@@ -44,6 +56,20 @@ DEFAULT_OTLP_METRICS_ENDPOINT = "http://localhost:4318/v1/metrics"
 OTLP_METRICS_PATH = "/v1/metrics"
 #: Seconds between two exports unless configured (the OpenTelemetry SDK's default).
 DEFAULT_EXPORT_INTERVAL = 60.0
+
+# Everything is exported cumulative, as the aggregates of exporters.otel_metrics are (and
+# whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says).
+_CUMULATIVE: dict[type, AggregationTemporality] = {
+    kind: AggregationTemporality.CUMULATIVE
+    for kind in (
+        Counter,
+        UpDownCounter,
+        Histogram,
+        ObservableCounter,
+        ObservableUpDownCounter,
+        ObservableGauge,
+    )
+}
 
 
 def otlp_metrics_url(endpoint: str) -> str:
@@ -156,8 +182,14 @@ def make_otlp_metrics_exporter(
     url = otlp_metrics_url(endpoint or DEFAULT_OTLP_METRICS_ENDPOINT)
     request_headers = environment_headers()
     request_headers.update({key.lower(): value for key, value in (headers or {}).items()})
-    inner = OTLPMetricExporter(endpoint=url, timeout=timeout, headers=request_headers)
+    inner = OTLPMetricExporter(
+        endpoint=url, timeout=timeout, headers=request_headers, preferred_temporality=_CUMULATIVE
+    )
     return OTLPMetricsExporter(inner, url)
+
+
+class OTLPMetricsReader(AggregatingReader, PeriodicExportingMetricReader):
+    """The SDK's periodic reader, carrying the process's aggregates too."""
 
 
 def make_otlp_metrics_reader(
@@ -165,12 +197,12 @@ def make_otlp_metrics_reader(
     interval: float = DEFAULT_EXPORT_INTERVAL,
     timeout: float = DEFAULT_EXPORT_TIMEOUT,
     headers: Mapping[str, str] | None = None,
-) -> tuple[PeriodicExportingMetricReader, OTLPMetricsExporter]:
+) -> tuple[OTLPMetricsReader, OTLPMetricsExporter]:
     """A periodic reader exporting every ``interval`` seconds to an OTLP collector, and its
     exporter (:func:`make_otlp_metrics_exporter`). The reader's background thread (a greenlet
     under gevent) collects and exports; a forked child starts its own."""
     exporter = make_otlp_metrics_exporter(endpoint, timeout, headers)
-    reader = PeriodicExportingMetricReader(
+    reader = OTLPMetricsReader(
         exporter,
         export_interval_millis=interval * 1000,
         export_timeout_millis=timeout * 1000,
@@ -183,6 +215,7 @@ __all__ = [
     "DEFAULT_OTLP_METRICS_ENDPOINT",
     "OTLP_METRICS_PATH",
     "OTLPMetricsExporter",
+    "OTLPMetricsReader",
     "environment_headers",
     "make_otlp_metrics_exporter",
     "make_otlp_metrics_reader",

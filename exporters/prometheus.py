@@ -5,7 +5,8 @@ The only module importing ``opentelemetry-exporter-prometheus`` and ``prometheus
 over HTTP on a port of its own, from a registry of its own (not ``prometheus_client``'s
 global one), with a background thread (a greenlet under gevent) answering scrapes. Each
 scrape collects the meter provider's cumulative aggregates; nothing is pushed, so nothing
-can fail on the request path.
+can fail on the request path. The reader carries the process's aggregates
+(:class:`exporters.otel_metrics.Aggregates`) with the SDK's own metrics.
 
 OpenTelemetry names become Prometheus names the OpenTelemetry way: dots become underscores,
 the unit is appended (``baseplate.span.duration`` in seconds is
@@ -48,10 +49,15 @@ class PrometheusEndpoint:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import CollectorRegistry, start_http_server
 
+        from exporters.otel_metrics import AggregatingReader
+
+        class Reader(AggregatingReader, PrometheusMetricReader):
+            """The OpenTelemetry Prometheus reader, carrying the process's aggregates too."""
+
         self.host = host
         self.registry = CollectorRegistry(auto_describe=False)
         #: The metric reader to give the meter provider.
-        self.reader = PrometheusMetricReader(registry=self.registry)
+        self.reader = Reader(registry=self.registry)
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except BaseException:

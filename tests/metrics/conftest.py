@@ -7,10 +7,9 @@ import pathlib
 from collections.abc import Callable, Iterator
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from baseplate.metrics import OTelClient
-from exporters.otel_metrics import MetricsPipeline, shutdown_pipelines
+from exporters.otel_metrics import MemoryMetricReader, MetricsPipeline, shutdown_pipelines
 from tests.metrics.receivers import MetricsCollector, start_collector, stop_collector
 from tests.server.conftest import serve, statsd  # noqa: F401
 
@@ -31,12 +30,12 @@ def collector(tmp_path: pathlib.Path) -> Iterator[MetricsCollector]:
 
 
 @pytest.fixture
-def memory_client() -> Iterator[Callable[..., tuple[OTelClient, InMemoryMetricReader]]]:
+def memory_client() -> Iterator[Callable[..., tuple[OTelClient, MemoryMetricReader]]]:
     """Makes an :class:`OTelClient` whose pipeline has an in-memory reader."""
     pipelines: list[MetricsPipeline] = []
 
-    def make(namespace: str = "svc") -> tuple[OTelClient, InMemoryMetricReader]:
-        reader = InMemoryMetricReader()
+    def make(namespace: str = "svc") -> tuple[OTelClient, MemoryMetricReader]:
+        reader = MemoryMetricReader()
         pipeline = MetricsPipeline(reader, "memory")
         pipelines.append(pipeline)
         return OTelClient(pipeline, namespace), reader

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
+from exporters.otel_metrics import MemoryMetricReader
 from tests.exporters.fixtures import ROTEL, free_port, wait_for
 
 
@@ -254,7 +255,7 @@ def parse_prometheus(text: str) -> list[Point]:
 # -- in memory ----------------------------------------------------------------------------------
 
 
-def read_memory(reader: InMemoryMetricReader) -> list[Point]:
+def read_memory(reader: MemoryMetricReader) -> list[Point]:
     """The points an in-memory reader collects now."""
     data = reader.get_metrics_data()
     points: list[Point] = []
