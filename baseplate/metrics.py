@@ -30,7 +30,7 @@ and the batch will be sent in as few packets as possible when the ``with`` block
 Metric names are ``<namespace>.<name>``; names must be ASCII. Sending never raises: a
 statsd outage is logged (rate-limited) and the metrics are dropped.
 
-The same API records into OpenTelemetry instruments when ``metrics.exporter`` is ``otlp`` or
+The same API records OpenTelemetry metrics when ``metrics.exporter`` is ``otlp`` or
 ``prometheus`` (:class:`OTelClient`): a timer is a histogram in seconds, a counter a
 counter, a gauge a gauge and a histogram a histogram, each named ``<namespace>.<name>``;
 aggregation happens in process and the meter provider exports (OTLP) or serves
@@ -417,11 +417,12 @@ def make_client(
 
 
 class OTelClient(Client):
-    """A metrics client recording into OpenTelemetry instruments (``metrics.exporter`` of
-    ``otlp`` or ``prometheus``), with the API of :class:`Client`.
+    """A metrics client recording OpenTelemetry metrics (``metrics.exporter`` of ``otlp`` or
+    ``prometheus``), with the API of :class:`Client`.
 
-    Each name becomes an instrument of the pipeline's meter called ``<namespace>.<name>``
-    (names are checked as for statsd):
+    Each name becomes an OpenTelemetry metric called ``<namespace>.<name>`` in the scope
+    ``baseplate`` (names are checked as for statsd), aggregated in process
+    (:class:`exporters.otel_metrics.Aggregates`) and exported by the pipeline's reader:
 
     * :meth:`timer`: a histogram in seconds (``unit="s"``), buckets from 5 ms to 10 s;
     * :meth:`counter`: a counter; ``sample_rate`` scales the increment up (``delta /

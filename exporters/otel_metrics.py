@@ -1,8 +1,9 @@
-"""Request metrics as OpenTelemetry instruments: a span processor and the meter it records into.
+"""Request metrics as OpenTelemetry metrics: a span processor, in-process aggregates, a reader.
 
 :class:`SpanMetricsProcessor` is the OpenTelemetry counterpart of
 :class:`exporters.statsd.StatsdSpanProcessor`. For every ending span of the ``baseplate``
-instrumentation scope it records, in the instruments of :class:`SpanInstruments`:
+instrumentation scope it records, in the metrics of :class:`SpanInstruments` (all in the
+instrumentation scope ``baseplate``):
 
 * ``baseplate.span.duration`` (histogram, seconds) for server, client and local spans, with
   the attributes ``baseplate.span.kind`` (``server``, ``client`` or ``local``),
@@ -23,11 +24,15 @@ instrumentation scope it records, in the instruments of :class:`SpanInstruments`
 A local span without a component name records nothing, as with statsd. Vendor spans are not
 measured (their names are unbounded), and unsampled spans are: they are recording.
 
-Aggregation happens in process: a measurement is an addition to an in-memory aggregate, and
-the meter provider's reader exports (OTLP) or serves (Prometheus) the aggregates on its own
-schedule, never on the request path. :class:`MetricsPipeline` is one meter provider with its
-reader, shared by every client of the process configured for the same destination
-(:func:`shared_pipeline`). This module does not depend on ``baseplate``.
+Aggregation happens in process: a measurement is an addition to an in-memory aggregate
+(:class:`Aggregates`, cumulative, keyed by prepared attribute tuples: the SDK's synchronous
+instruments validate and hash the attributes of every measurement, ten times the cost), and
+the meter provider's reader (an :class:`AggregatingReader`) exports (OTLP) or serves
+(Prometheus) them as OpenTelemetry Sums, Histograms and Gauges with the SDK's own metrics,
+on its own schedule, never on the request path. :class:`MetricsPipeline` is one meter
+provider with its reader and aggregates, shared by every client of the process configured
+for the same destination (:func:`shared_pipeline`). This module does not depend on
+``baseplate``.
 """
 
 from __future__ import annotations
