@@ -45,6 +45,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Optional
@@ -65,7 +66,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
@@ -413,26 +414,30 @@ def with_metrics(
     resource: Resource,
     scope: InstrumentationScope,
 ) -> MetricsData | None:
-    """``metrics_data`` (None when the SDK had nothing) with ``metrics`` added under
-    ``scope``: in that scope's metrics when there are some, else as a scope of their own."""
+    """``metrics_data`` (None when the SDK had nothing) with ``metrics`` of ``resource``
+    added under ``scope``: in that scope's metrics of that resource when there are some,
+    else as a scope, or a resource, of their own."""
     if not metrics:
         return metrics_data
-    if metrics_data is None or not metrics_data.resource_metrics:
-        only = [ScopeMetrics(scope, list(metrics), "")]
-        return MetricsData([ResourceMetrics(resource, only, "")])
-    first, *others = metrics_data.resource_metrics
-    scopes = list(first.scope_metrics)
-    for index, scope_metrics in enumerate(scopes):
-        if scope_metrics.scope.name == scope.name:
-            scopes[index] = ScopeMetrics(
-                scope_metrics.scope,
-                [*scope_metrics.metrics, *metrics],
-                scope_metrics.schema_url,
-            )
-            break
-    else:
-        scopes.append(ScopeMetrics(scope, list(metrics), ""))
-    return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *others])
+    resource_metrics = list(metrics_data.resource_metrics) if metrics_data is not None else []
+    for position, entry in enumerate(resource_metrics):
+        if entry.resource != resource:
+            continue
+        scopes = list(entry.scope_metrics)
+        for index, scope_metrics in enumerate(scopes):
+            if scope_metrics.scope.name == scope.name:
+                scopes[index] = ScopeMetrics(
+                    scope_metrics.scope,
+                    [*scope_metrics.metrics, *metrics],
+                    scope_metrics.schema_url,
+                )
+                break
+        else:
+            scopes.append(ScopeMetrics(scope, list(metrics), ""))
+        resource_metrics[position] = ResourceMetrics(entry.resource, scopes, entry.schema_url)
+        return MetricsData(resource_metrics)
+    resource_metrics.append(ResourceMetrics(resource, [ScopeMetrics(scope, list(metrics), "")], ""))
+    return MetricsData(resource_metrics)
 
 
 class AggregatingReader(MetricReader):
@@ -855,6 +860,26 @@ class MetricsPipeline:
         self._lock = threading.Lock()
         self._log = RateLimitedLog(logger)
         atexit.register(_shutdown_at_exit, weakref.ref(self))
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                pipeline = reference()
+                if pipeline is not None:
+                    pipeline._forked()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _forked(self) -> None:
+        # The child's aggregates start from zero (Aggregates does that): they must not be
+        # exported as the same stream as the parent's, so they get an instance id of their own.
+        reader = self.reader
+        if isinstance(reader, AggregatingReader) and SERVICE_INSTANCE_ID in (
+            reader.aggregates_resource.attributes
+        ):
+            reader.aggregates_resource = reader.aggregates_resource.merge(
+                Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())})
+            )
 
     def flush(self, timeout: float) -> bool:
         """Collect and export now, within ``timeout`` seconds; whether it was exported."""

@@ -72,3 +72,24 @@ def test_a_forked_child_starts_from_zero() -> None:
     with os.fdopen(read_end) as pipe:
         assert pipe.read() == "{(): 1}"
     assert aggregates.sum("jobs").series == {(): 5}
+
+
+def test_a_forked_childs_metrics_are_a_stream_of_their_own() -> None:
+    reader = MemoryMetricReader()
+    pipeline = MetricsPipeline(reader, "memory")
+    parent_id = reader.aggregates_resource.attributes["service.instance.id"]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            child_id = reader.aggregates_resource.attributes["service.instance.id"]
+            os.write(write_end, str(child_id).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as pipe:
+        child_id = pipe.read()
+    pipeline.shutdown(1.0)
+    assert child_id and child_id != parent_id
+    assert reader.aggregates_resource.attributes["service.instance.id"] == parent_id
