@@ -592,7 +592,7 @@ class OTelGauge(Gauge):
                 f"gauge {self.name.decode()!r} cannot be set to a negative value "
                 f"({new_value!r}): statsd would read it as a decrement"
             )
-        self.instrument.set(value)
+        self.instrument.set(new_value if type(new_value) is int else value)
 
 
 class OTelHistogram(Histogram):
@@ -609,7 +609,7 @@ class OTelHistogram(Histogram):
         if number < 0:
             self.client._reject("histogram", self.name, value)
             return
-        self.instrument.record(number)
+        self.instrument.record(value if type(value) is int else number)
 
 
 _NULL_TRANSPORT = NullTransport()
