@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 
-
 #: What baseplate's telemetry health metric names contain.
 HEALTH_METRICS = b".baseplate.telemetry."
 

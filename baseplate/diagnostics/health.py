@@ -11,8 +11,8 @@ Once metrics are configured, a :class:`TelemetryHealthReporter` sends them every
 :data:`REPORT_INTERVAL` seconds through the Baseplate's metrics client: what changed since
 the last report as counters named ``baseplate.telemetry.<name>`` (e.g.
 ``myservice.baseplate.telemetry.spans.dropped``), what is waiting as gauges
-(``baseplate.telemetry.spans.queued``, while not zero). When something was lost (dropped, failed or lost),
-it also logs one line saying how much, at most once per interval.
+(``baseplate.telemetry.spans.queued``, while not zero). When something was lost (dropped,
+failed or lost), it also logs one line saying how much, at most once per interval.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ REPORT_INTERVAL = 10.0
 #: Prefix of the health metric names.
 METRIC_PREFIX = "baseplate.telemetry."
 #: Counts that say how much is waiting now (sent as gauges); the others only grow.
-LEVELS = frozenset(
-    {"spans.queued", "spans.in_flight", "metrics.queued", "error_reports.queued"}
-)
+LEVELS = frozenset({"spans.queued", "spans.in_flight", "metrics.queued", "error_reports.queued"})
 #: Counts that mean telemetry was lost.
 LOSSES = ("dropped", "failed", "lost")
 
@@ -133,9 +131,7 @@ class TelemetryHealthReporter:
             if name.rsplit(".", 1)[-1] in LOSSES
         ]
         if losses:
-            logger.warning(
-                "telemetry lost in the last %gs: %s", self.interval, ", ".join(losses)
-            )
+            logger.warning("telemetry lost in the last %gs: %s", self.interval, ", ".join(losses))
         return changes
 
 

@@ -50,6 +50,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from baseplate import _distribution as _distribution  # warns if reddit's baseplate is installed
+
 # Configuration loading and the commands' shared pieces live in their own modules (which
 # import neither this one nor the tools); they are re-exported here, the documented place.
 from baseplate.server.cli import TELEMETRY_FLUSH_TIMEOUT as TELEMETRY_FLUSH_TIMEOUT
