@@ -1,17 +1,20 @@
 """One service under the real ``baseplate-serve``, started three times with only
 ``metrics.exporter`` changed, delivers the same request metrics to statsd, to the OTLP
-collector (exported when the server stops) and to a Prometheus scrape."""
+collector (exported when the server stops) and to a Prometheus scrape; a bad backend value
+stops it with one line."""
 
 from __future__ import annotations
 
 import pathlib
 import re
+import socket
+import subprocess
 from collections import Counter
 from typing import Any
 
 from tests.metrics.receivers import MetricsCollector, Point, parse_prometheus, scrape
 from tests.metrics.service import expected_facts
-from tests.server.conftest import free_port, wait_until, write_ini
+from tests.server.conftest import command, free_port, subprocess_env, wait_until, write_ini
 
 HELLOS = 3
 
@@ -153,3 +156,30 @@ def test_statsd_otlp_and_prometheus_get_the_same_request_metrics(
     assert from_statsd == expected
     assert from_prometheus == expected
     assert from_otlp == expected
+
+
+def test_a_bad_backend_value_stops_baseplate_serve_with_one_line(
+    tmp_path: pathlib.Path, statsd: Any, collector: MetricsCollector
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {
+            "prometheus": (port, f"metrics.prometheus.port: cannot listen on 127.0.0.1:{port}"),
+            "prometeus": (port, "metrics.exporter: expected one of 'statsd', 'otlp'"),
+        }
+        for exporter, (listen_on, expected) in cases.items():
+            ini = service_ini(
+                tmp_path, exporter, statsd.endpoint, collector.http_endpoint, listen_on
+            )
+            result = subprocess.run(
+                [*command("baseplate-serve"), str(ini), "--bind", f"127.0.0.1:{free_port()}"],
+                capture_output=True,
+                text=True,
+                env=subprocess_env(),
+                cwd=tmp_path,
+            )
+            assert result.returncode == 1, result.stderr
+            errors = [line for line in result.stderr.splitlines() if line.strip()]
+            assert len(errors) == 1 and expected in errors[0], result.stderr
