@@ -906,8 +906,9 @@ def metrics_client_from_config(
     ``metrics.namespace`` is optional with ``otlp``, ``prometheus`` and ``none``; it
     prefixes the application's own metrics and names the service when
     ``OTEL_SERVICE_NAME`` does not. Clients of one process configured for the same
-    collector URL, or the same Prometheus port, share one meter provider. ``environ``
-    replaces ``os.environ`` (for tests).
+    collector URL, or the same Prometheus port, share one meter provider (made with the
+    first one's settings), so each metric is one stream. ``environ`` replaces
+    ``os.environ`` (for tests).
 
     :param dict raw_config: The application configuration which should have settings for
         the metrics client.

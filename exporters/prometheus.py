@@ -86,7 +86,7 @@ class PrometheusEndpoint:
     @property
     def url(self) -> str:
         """The URL to scrape (``http://<host>:<port>/metrics``)."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/metrics"
