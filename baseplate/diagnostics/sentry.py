@@ -192,6 +192,23 @@ def _bounded_transport() -> type:
     return BoundedThreadedHTTPTransport
 
 
+def _counting_state(client: Any) -> Any:
+    """raven's back-off state (after a failed report it skips reports for a while, so a
+    Sentry that is down is not hammered), counting each skipped report as dropped."""
+    from raven.base import ClientState
+
+    class CountingClientState(ClientState):
+        def should_try(self) -> bool:
+            if super().should_try():
+                return True
+            sender = report_sender(client)
+            if sender is not None:
+                sender.dropped += 1
+            return False
+
+    return CountingClientState()
+
+
 def report_sender(client: Any) -> ReportSender | None:
     """The :class:`ReportSender` of a raven client made by :func:`error_reporter_from_config`
     (None for other clients, or before the first report)."""
@@ -281,6 +298,7 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
     )
     # With Sentry down, raven logs every failed report with its traceback and a dump of the
     # event; one line now and then says the same.
+    client.state = _counting_state(client)
     client.error_logger = _QuietLogger("sentry.errors")
     client.uncaught_logger = _QuietLogger("sentry.errors.uncaught")
     return client

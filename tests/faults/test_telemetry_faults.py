@@ -413,12 +413,6 @@ def _assert_fault_was_injected(
         assert faulty["error_reports.failed"] + faulty["error_reports.dropped"] > 0, faulty
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="while raven backs off after a failed report it discards the next reports "
-    "(Client.send_remote: state.should_try) before baseplate's sender sees them: they are "
-    "neither sent, failed nor dropped in the counts",
-)
 def test_with_sentry_down_every_error_report_is_counted(
     tmp_path: pathlib.Path, serve: Callable[..., ServeProcess]
 ) -> None:
