@@ -57,6 +57,10 @@ if [ ! -f "$peer_stamp" ]; then
     touch "$peer_stamp"
 fi
 
+# reddit's baseplate 1.5.5 (and the statsd library): the peer of the 1.5 interoperability
+# test and the comparison point of the benchmarks.
+bash benchmarks/setup.sh
+
 # The unit part of the suite on other Pythons: .venv-X.Y for each X.Y of TEST_PYTHONS, found as
 # pythonX.Y on PATH or in pyenv's versions (the newest X.Y.*). One at a time: each builds the
 # editable install from this checkout.
