@@ -35,6 +35,10 @@ def collector_url(endpoint: str, default_path: str, collector: str) -> str:
     if not endpoint:
         raise ValueError(f"empty {collector} endpoint")
     if "://" not in endpoint:
+        if "/" in endpoint:  # neither host:port nor a URL (a mistyped scheme: "htp//host")
+            raise ValueError(
+                f"not a {collector} endpoint: {endpoint!r} (expected host:port or a URL)"
+            )
         endpoint = "http://" + endpoint
     parsed = urllib.parse.urlsplit(endpoint)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -247,11 +247,18 @@ def _run_server(args: argparse.Namespace) -> None:
             except OSError:
                 pass
 
+    from baseplate.file_watcher import WatchedFileNotAvailableError
+    from baseplate.secrets import SecretsNotAvailableError
+
     try:
         app = make_app(config.app)
     except ConfigurationError as exc:
         close_listener()
         raise section_error(config, config.app_section, exc)
+    except (SecretsNotAvailableError, WatchedFileNotAvailableError) as exc:
+        # a secrets or watched file that is missing or unreadable at start-up: one line
+        close_listener()
+        raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
     try:
         server = make_server(config.server, listener, app)
     except ConfigurationError as exc:
@@ -284,7 +291,10 @@ def _run_server(args: argparse.Namespace) -> None:
 def load_app_and_run_server(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``baseplate-serve``."""
     # First thing: everything imported from here on sees the cooperative stdlib.
-    from gevent import monkey
+    try:
+        from gevent import monkey
+    except ImportError:
+        fail("baseplate-serve", "needs gevent: pip install 'baseplate-otel[gevent]'")
 
     monkey.patch_all()
     args = parse_args(sys.argv[1:] if argv is None else argv)

@@ -317,6 +317,15 @@ def failing_config_app(app_config: dict[str, str]) -> Any:
     return config_echo_app(app_config)
 
 
+def secrets_app(app_config: dict[str, str]) -> Any:
+    """An app that reads a secret at start-up, as services that sign tokens do."""
+    from baseplate.secrets import secrets_store_from_config
+
+    store = secrets_store_from_config(app_config, timeout=0)
+    store.get_simple("secret/app/key")
+    return config_echo_app(app_config)
+
+
 def client_pools_app(app_config: dict[str, str]) -> Any:
     """An app that builds a thrift pool (``svc.*``) and a redis pool (``redis.*``) from its
     configuration, as services do at start-up."""

@@ -51,6 +51,18 @@ CASES: dict[str, tuple[str | None, list[str], list[str]]] = {
         [],
         ["[app:main] factory:", "serve_apps..x:y"],
     ),
+    "secrets file missing": (
+        GOOD_SERVER
+        + "[app:main]\nfactory = serve_apps:secrets_app\nsecrets.path = /nonexistent/s.json\n",
+        [],
+        ["[app:main]", "could not load secrets", "/nonexistent/s.json"],
+    ),
+    "secrets file not JSON": (
+        GOOD_SERVER
+        + "[app:main]\nfactory = serve_apps:secrets_app\nsecrets.path = /etc/hostname\n",
+        [],
+        ["[app:main]", "/etc/hostname"],
+    ),
     "value the app cannot parse": (
         GOOD_SERVER + "[app:main]\nfactory = serve_apps:failing_config_app\nworkers = lots\n",
         [],
@@ -224,3 +236,29 @@ def test_bad_configuration_for_tshell(tmp_path, case):
     result = run("baseplate-tshell", str(ini), cwd=tmp_path)
 
     assert_one_line_error(result, "baseplate-tshell", *expected)
+
+
+HIDE_GEVENT = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "gevent" or name.startswith("gevent."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Hide())
+from baseplate.server import load_app_and_run_server
+load_app_and_run_server(["--help"])
+"""
+
+
+def test_serve_without_gevent_says_which_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", HIDE_GEVENT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "baseplate-serve: error: needs gevent: pip install 'baseplate-otel[gevent]'"
+    ]

@@ -194,3 +194,11 @@ def test_otel_sdk_disabled_stops_span_metrics_but_not_the_applications() -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["recording False", "received svc.own:1|c"]
+
+
+@pytest.mark.parametrize("endpoint", ["htp//zipkin:9411", "zipkin:94x11", "ftp://zipkin:9411"])
+@pytest.mark.parametrize("exporter", ["zipkin", "otlp"])
+def test_malformed_endpoint_names_the_key(endpoint: str, exporter: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        client({"tracing.exporter": exporter, "tracing.exporter.endpoint": endpoint})
+    assert info.value.key == "tracing.exporter.endpoint"
