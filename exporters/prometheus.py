@@ -55,9 +55,17 @@ class PrometheusEndpoint:
             """The OpenTelemetry Prometheus reader, carrying the process's aggregates too."""
 
         self.host = host
+        #: What the endpoint serves: a registry of its own, or ``prometheus_client``'s global
+        #: one with releases of the OpenTelemetry exporter that take no registry.
         self.registry = CollectorRegistry(auto_describe=False)
-        #: The metric reader to give the meter provider.
-        self.reader = Reader(registry=self.registry)
+        try:
+            #: The metric reader to give the meter provider.
+            self.reader = Reader(registry=self.registry)
+        except TypeError:
+            from prometheus_client import REGISTRY
+
+            self.registry = REGISTRY
+            self.reader = Reader()
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except BaseException:
