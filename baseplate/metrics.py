@@ -44,7 +44,6 @@ import functools
 import importlib.util
 import logging
 import math
-import os
 import socket
 import time
 from collections.abc import Mapping
@@ -755,14 +754,9 @@ def _namespace(raw_config: Mapping[str, Any]) -> str:
 
 
 def _einhorn_child_index() -> int | None:
-    """The index Einhorn gave this worker (``EINHORN_CHILD_INDEX``: no two live workers
-    share one), or None outside an Einhorn worker."""
     from baseplate.server import einhorn
 
-    if not einhorn.is_worker():
-        return None
-    raw = os.environ.get("EINHORN_CHILD_INDEX", "").strip()
-    return int(raw) if raw.isdigit() else None
+    return einhorn.child_index()
 
 
 def _otlp_client(

@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import NoReturn
 
 from baseplate.config import Endpoint, EndpointConfiguration
@@ -78,10 +79,17 @@ def flush_telemetry(timeout: float = TELEMETRY_FLUSH_TIMEOUT) -> bool:
 
     from otel_bridge.provider import shutdown
 
+    deadline = time.monotonic() + timeout
     provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        return True
-    return shutdown(provider, timeout)
+    exported = True
+    if isinstance(provider, TracerProvider):
+        exported = shutdown(provider, timeout)
+    # OpenTelemetry metric pipelines (metrics.exporter = otlp | prometheus), if any were made
+    if "exporters.otel_metrics" in sys.modules:
+        from exporters.otel_metrics import shutdown_pipelines
+
+        shutdown_pipelines(max(deadline - time.monotonic(), 0.0))
+    return exported
 
 
 __all__ = [

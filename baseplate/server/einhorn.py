@@ -41,6 +41,15 @@ def is_worker() -> bool:
     return "EINHORN_FD_COUNT" in os.environ or "EINHORN_SOCK_PATH" in os.environ
 
 
+def child_index() -> int | None:
+    """The index Einhorn gave this worker (``EINHORN_CHILD_INDEX``: no two live workers share
+    one), or None outside an Einhorn worker or when the variable is malformed."""
+    if not is_worker():
+        return None
+    raw = os.environ.get("EINHORN_CHILD_INDEX", "").strip()
+    return int(raw) if raw.isdigit() else None
+
+
 def get_socket_count() -> int:
     """How many sockets Einhorn bound for this worker."""
     if not is_worker():
