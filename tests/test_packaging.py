@@ -6,11 +6,13 @@ and an sdist without a partial test tree."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
-import pytest
-
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -18,13 +20,14 @@ PROJECT = PYPROJECT["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 
 #: What shows that each test extra is used, searched for in the files below. None: only a
-#: pin of a package that the [all] extra (or the core) already installs.
+#: pin of a package that the [all] extra (or the core) already installs, or used by this file.
 EVIDENCE: dict[str, str | None] = {
     "pytest": "import pytest",
     "pytest-timeout": "timeout",
     "hypothesis": "from hypothesis",
     "webtest": "webtest",
     "jsonschema": "jsonschema",
+    "tomli": None,  # imported above, on Python 3.10
     "opentelemetry-api": None,
     "opentelemetry-sdk": None,
     "opentelemetry-exporter-otlp-proto-http": None,
