@@ -110,3 +110,15 @@ def test_the_sdist_ships_no_partial_test_tree() -> None:
 def test_the_project_urls_are_https() -> None:
     assert PROJECT["urls"]
     assert all(url.startswith("https://") for url in PROJECT["urls"].values())
+
+
+def test_the_license_file_matches_the_declared_license() -> None:
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License\n")
+    assert re.search(r"^Copyright \(c\) \d{4}, baseplate-otel contributors$", text, re.M)
+    assert "Neither the name of the copyright holder nor the names of its" in text
+    # in the sdist (setuptools adds license-files to it) and in the wheel's .dist-info
+    assert PROJECT["license-files"] == ["LICENSE"]
+    manifest = (REPO / "MANIFEST.in").read_text().splitlines()
+    assert "include LICENSE" in manifest
+    assert not [line for line in manifest if line.startswith("exclude") and "LICENSE" in line]
