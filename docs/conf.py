@@ -33,7 +33,10 @@ autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_typehints_description_target = "documented_params"
 html_theme = "alabaster"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+# Code blocks and wide tables scroll in their own box, long literals wrap: nothing is clipped
+# on a narrow screen.
+html_css_files = ["narrow-screens.css"]
 html_title = "baseplate on OpenTelemetry"
 
 # Names every executed example may use.

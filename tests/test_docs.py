@@ -32,7 +32,11 @@ def test_html_builds_without_warnings() -> None:
     # -E: a fresh environment, so a warning in a page that did not change is not skipped.
     result = sphinx_build("html", "-E", "-W", "--keep-going")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (REPO / "docs" / "_build" / "html" / "index.html").exists()
+    html = REPO / "docs" / "_build" / "html"
+    assert (html / "index.html").exists()
+    # the style sheet that keeps code blocks and tables from being clipped on narrow screens
+    assert (html / "_static" / "narrow-screens.css").exists()
+    assert "_static/narrow-screens.css" in (html / "operations.html").read_text()
 
 
 @pytest.mark.timeout(600)
