@@ -5,9 +5,10 @@ through :class:`~baseplate.clients.requests.InternalRequestsClient`; the peer ca
 ``/show`` back through reddit's own ``InternalRequestsClient``. The trace continues through
 the 1.5.5 hop and back, and each side reads the other's headers as its own.
 
-Reddit's 1.5.5 lives in ``.services/reddit-baseplate-1.5``, which ``benchmarks/setup.sh``
-installs; without it these tests are skipped. ``advocate``, imported by reddit's client and
-not installed there, is stood in for by ``reddit15_stubs/advocate.py``.
+Reddit's 1.5.5 lives in ``.services/reddit-baseplate-1.5``, which ``scripts/setup.sh``
+installs (through ``benchmarks/setup.sh``); without it these tests fail. ``advocate``,
+imported by reddit's client and not installed there, is stood in for by
+``reddit15_stubs/advocate.py``.
 """
 
 from __future__ import annotations
@@ -40,16 +41,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER15_PYTHON = REPO_ROOT / ".services" / "reddit-baseplate-1.5" / "bin" / "python"
 PEER15_SCRIPT = Path(__file__).with_name("reddit15_peer_http.py")
 
-pytestmark = pytest.mark.skipif(
-    not PEER15_PYTHON.exists(),
-    reason="reddit's baseplate 1.5.5 is not installed: run bash benchmarks/setup.sh",
-)
-
 
 class Reddit15Peer:
     """``reddit15_peer_http.py`` on loopback; what each relay saw is read back."""
 
     def __init__(self) -> None:
+        assert PEER15_PYTHON.exists(), f"{PEER15_PYTHON} is missing: run scripts/setup.sh"
         self.process = subprocess.Popen(
             [str(PEER15_PYTHON), "-I", str(PEER15_SCRIPT)],
             stdout=subprocess.PIPE,
