@@ -33,6 +33,7 @@ from opentelemetry.trace import (
 )
 
 from otel_bridge import provider as _provider
+from otel_bridge._sdk import start_decided_span
 from otel_bridge.context import (
     SAMPLING_UNDECIDED_KEY,
     UPSTREAM_PARENT_KEY,
@@ -254,23 +255,49 @@ class Span:
         if self.otel_span is not None:
             return
         tracer = self._tracer or _provider.baseplate_tracer(_provider.ensure_provider())
-        token = set_preset(self._preset())
-        try:
-            span = tracer.start_span(
-                self.name,
-                context=self._parent_context(),
-                kind=self.kind,
-                attributes=self._initial_attributes(),
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-        finally:
-            reset_preset(token)
+        attributes = self._initial_attributes()
+        span = self._start_as_child(tracer, attributes)
+        if span is None:
+            token = set_preset(self._preset())
+            try:
+                span = tracer.start_span(
+                    self.name,
+                    context=self._parent_context(),
+                    kind=self.kind,
+                    attributes=attributes,
+                    record_exception=False,
+                    set_status_on_exception=False,
+                )
+            finally:
+                reset_preset(token)
         self.otel_span = span
         self._otel_context = trace.set_span_in_context(span)
         self._token = attach(self._otel_context)
         for observer in self.observers:
             notify_observer(observer, "on_start")
+
+    def _start_as_child(
+        self, tracer: trace.Tracer, attributes: dict[str, Any] | None
+    ) -> trace.Span | None:
+        # A child of a started baseplate span: ids, sampling and trace state are the
+        # parent's, known here, so the SDK span is made without the sampler (see
+        # otel_bridge._sdk.start_decided_span); None where that shortcut does not apply.
+        parent = self._parent
+        if parent is None or self.sampled is None:
+            return None
+        parent_span, parent_context = parent.otel_span, parent._otel_context
+        if parent_span is None or parent_context is None:
+            return None
+        return start_decided_span(
+            tracer,
+            self.name,
+            self.kind,
+            parent_span.get_span_context(),
+            parent_context,
+            self.id,
+            self.sampled,
+            attributes,
+        )
 
     def _preset(self) -> SpanPreset:
         parent = self._parent

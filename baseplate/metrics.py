@@ -204,9 +204,10 @@ class Batch(BaseClient):
         what ``timer(timer).send(seconds)`` and ``counter(counter).increment()`` do, in one
         call, for the span processors that measure every span."""
         namespace = self.namespace
-        self.buffer.send(timer_line(_full_name(namespace, timer), seconds * 1000.0))
-        if counter is not None:
-            self.buffer.add_count(_full_name(namespace, counter), 1)
+        self.buffer.add_line_and_count(
+            timer_line(_full_name(namespace, timer), seconds * 1000.0),
+            None if counter is None else _full_name(namespace, counter),
+        )
 
     def counter(self, name: str) -> BatchCounter:
         """Return a BatchCounter with the given name.
@@ -783,8 +784,16 @@ def _otlp_client(
         interval = max(millis / 1000, MIN_EXPORT_INTERVAL) if millis else DEFAULT_EXPORT_INTERVAL
     timeout = _parse(raw_config, "metrics.otlp.timeout", _timeout)
     if timeout is None:
+        # the metrics-specific variables first, each in its own unit (the exporter's in
+        # seconds, as the SDK reads it; the reader's in milliseconds), then the general one
+        timeout = _parse_env(environ, environment.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, _timeout)
+    if timeout is None:
         millis = _parse_env(environ, environment.OTEL_METRIC_EXPORT_TIMEOUT, _milliseconds)
-        timeout = min(millis / 1000, 300.0) if millis else DEFAULT_EXPORT_TIMEOUT
+        timeout = min(millis / 1000, 300.0) if millis else None
+    if timeout is None:
+        timeout = _parse_env(environ, environment.OTEL_EXPORTER_OTLP_TIMEOUT, _timeout)
+    if timeout is None:
+        timeout = DEFAULT_EXPORT_TIMEOUT
 
     def build() -> MetricsPipeline:
         from exporters.otlp_metrics import make_otlp_metrics_reader
@@ -885,8 +894,10 @@ def metrics_client_from_config(
         Time between exports (default ``OTEL_METRIC_EXPORT_INTERVAL``, else 60 seconds;
         100 milliseconds to an hour).
     ``metrics.otlp.timeout``
-        Time one export may take, retries included (default ``OTEL_METRIC_EXPORT_TIMEOUT``,
-        else 5 seconds; at most 5 minutes).
+        Time one export may take, retries included (default
+        ``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`` in seconds, else ``OTEL_METRIC_EXPORT_TIMEOUT``
+        in milliseconds, else ``OTEL_EXPORTER_OTLP_TIMEOUT`` in seconds, else 5 seconds; at
+        most 5 minutes).
 
     With ``prometheus`` (an :class:`OTelClient` served at ``/metrics``):
 

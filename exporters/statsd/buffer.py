@@ -61,6 +61,24 @@ class MetricsBuffer:
         if full:
             self._send_early()
 
+    def add_line_and_count(self, serialized: bytes, counter: bytes | None) -> None:
+        """Buffer a line and add one to the counter ``counter`` (if given), as :meth:`send`
+        and :meth:`add_count` would, under one lock: a span's timer and its counter."""
+        with self._lock:
+            self._lines.append(serialized)
+            self._lines_size += len(serialized) + 1
+            if counter is not None:
+                key = (counter, 1.0)
+                total = self._counters.get(key)
+                if total is None:
+                    self._counters[key] = 1
+                    self._counters_size += len(counter) + _COUNTER_OVERHEAD
+                else:
+                    self._counters[key] = total + 1
+            full = self._lines_size + self._counters_size > self.max_buffered_bytes
+        if full:
+            self._send_early()
+
     def flush(self) -> None:
         """Send everything buffered and empty the buffer; never raises for a delivery problem."""
         self._send(with_counters=True)

@@ -134,24 +134,9 @@ class _Request(Generic[_Batch]):
         self.ended = False
 
 
-class _OpenSpan(Generic[_Batch]):
-    """A started, unfinished span: its request, and the span it hides if ids collide."""
-
-    __slots__ = ("request", "start_time", "is_root", "hidden")
-
-    def __init__(
-        self,
-        request: _Request[_Batch],
-        start_time: int | None,
-        is_root: bool,
-        hidden: _OpenSpan[_Batch] | None,
-    ) -> None:
-        self.request = request
-        self.start_time = start_time
-        self.is_root = is_root
-        # A server span for a call from this same process keeps the caller's ids; both are
-        # open at once, so the newer one hides the older until it ends.
-        self.hidden = hidden
+# An open span: its request, its start time (which tells apart two open spans with the same
+# ids) and whether it is its request's root. A tuple: made for every span, so kept cheap.
+_OpenSpan = tuple["_Request[_Batch]", Optional[int], bool]
 
 
 class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
@@ -178,11 +163,19 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         self.announced_requests_only = announced_requests_only
         self.max_open_spans = max_open_spans
         self.max_pending_requests = max_pending_requests
+        # Every span start and end touches _open: plain dictionary operations, each atomic,
+        # without a lock. The lock guards what is rare: ids that collide, eviction, batches.
         self._open: dict[tuple[int, int], _OpenSpan[_Batch]] = {}
+        # Open spans hidden by a newer open span with the same ids, oldest first.
+        self._hidden: dict[tuple[int, int], list[_OpenSpan[_Batch]]] = {}
         self._pending: dict[tuple[int, int], _Batch] = {}
         self._lock = threading.Lock()
         self._errors = RateLimitedLog(logger)
-        self._names: dict[tuple[SpanKind, str, object], _SpanNames | None] = {}
+        # Metric names by span name (server, client) or (component, span name) (local): built
+        # once per name. Separate tables, so no SpanKind (whose hash is Python code) is hashed.
+        self._server_names: dict[str, _SpanNames] = {}
+        self._client_names: dict[str, _SpanNames] = {}
+        self._local_names: dict[tuple[str, str], _SpanNames] = {}
 
     def batch_for_request(self, trace_id: int, span_id: int) -> _Batch:
         """Return the batch that is sent when the server span with these ids ends.
@@ -193,18 +186,19 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         key = (trace_id, span_id)
         with self._lock:
             entry = self._open.get(key)
-            if entry is not None and entry.is_root and entry.request.batch is not None:
-                return entry.request.batch
+            if entry is not None and entry[2] and entry[0].batch is not None:
+                return entry[0].batch
             batch = self._pending.get(key)
             if batch is not None:
                 return batch
         batch = self.new_batch()
         evicted: list[_Batch] = []
         with self._lock:
-            if entry is not None and entry.is_root:
-                if entry.request.batch is None:
-                    entry.request.batch = batch
-                return entry.request.batch
+            if entry is not None and entry[2]:
+                request = entry[0]
+                if request.batch is None:
+                    request.batch = batch
+                return request.batch
             batch = self._pending.setdefault(key, batch)
             while len(self._pending) > self.max_pending_requests:
                 evicted.append(self._pending.pop(next(iter(self._pending))))
@@ -213,13 +207,59 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
         try:
-            self._start(span)
+            context = span.context
+            if context is None:
+                return
+            key = (context.trace_id, context.span_id)
+            entry: _OpenSpan[_Batch]
+            if span.kind in _SERVER_KINDS and is_baseplate_span(span):
+                batch = self._pending.pop(key, None)
+                if batch is None and self.announced_requests_only:
+                    return
+                entry = (_Request(batch), span.start_time, True)
+            else:
+                parent = span.parent
+                parent_entry = None
+                if parent is not None and not parent.is_remote:
+                    parent_entry = self._open.get((parent.trace_id, parent.span_id))
+                if parent_entry is not None:
+                    entry = (parent_entry[0], span.start_time, False)
+                elif self.announced_requests_only:
+                    return
+                else:
+                    entry = (_Request(None), span.start_time, True)
+            open_spans = self._open
+            if key in open_spans:
+                self._hide(key, entry)
+            else:
+                open_spans[key] = entry
+            if len(open_spans) > self.max_open_spans:
+                self._evict()
         except Exception:
             self._errors.warning("statsd metrics failed for a starting span", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            self._end(span)
+            context = span.context
+            if context is None:
+                return
+            key = (context.trace_id, context.span_id)
+            entry = self._open.pop(key, None)
+            if entry is not None and (entry[1] != span.start_time or self._hidden):
+                entry = self._unhide(key, entry, span.start_time)
+            if entry is None:
+                if self.announced_requests_only:
+                    return
+                request: _Request[_Batch] = _Request(None)
+                request.ended = True
+            else:
+                request = entry[0]
+                if entry[2]:
+                    request.ended = True
+            if is_baseplate_span(span):
+                self._record(span, request)
+            if request.ended and request.batch is not None:
+                self._flush(request.batch)
         except Exception:
             self._errors.warning("statsd metrics failed for an ending span", exc_info=True)
 
@@ -227,13 +267,15 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         """Send the batches of requests that are still open."""
         with self._lock:
             batches = list(self._pending.values())
+            entries = list(self._open.values())
+            for hidden in self._hidden.values():
+                entries.extend(hidden)
             batches.extend(
-                entry.request.batch
-                for entry in self._open.values()
-                if entry.is_root and entry.request.batch is not None
+                entry[0].batch for entry in entries if entry[2] and entry[0].batch is not None
             )
             self._pending.clear()
             self._open.clear()
+            self._hidden.clear()
         for batch in batches:
             self._flush(batch)
 
@@ -241,75 +283,37 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         """Nothing waits here: a request's metrics are sent when its root span ends."""
         return True
 
-    def _start(self, span: Span) -> None:
-        context = span.context
-        if context is None:
-            return
-        key = (context.trace_id, context.span_id)
-        starts_request = span.kind in _SERVER_KINDS and is_baseplate_span(span)
-        parent = span.parent
-        evicted: list[_Batch] = []
-        with self._lock:
-            request: _Request[_Batch] | None = None
-            if starts_request:
-                batch = self._pending.pop(key, None)
-                if batch is None and self.announced_requests_only:
-                    return
-                request = _Request(batch)
-                is_root = True
-            else:
-                if parent is not None and not parent.is_remote:
-                    parent_entry = self._open.get((parent.trace_id, parent.span_id))
-                    if parent_entry is not None:
-                        request = parent_entry.request
-                is_root = request is None
-                if request is None:
-                    if self.announced_requests_only:
-                        return
-                    request = _Request(None)
-            self._open[key] = _OpenSpan(request, span.start_time, is_root, self._open.get(key))
-            while len(self._open) > self.max_open_spans:
-                oldest = self._open.pop(next(iter(self._open)))
-                if oldest.is_root:
-                    oldest.request.ended = True
-                    if oldest.request.batch is not None:
-                        evicted.append(oldest.request.batch)
-        self._send_evicted(evicted, "spans that never ended")
-
-    def _end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None:
-            return
-        entry = self._forget(context.trace_id, context.span_id, span.start_time)
-        if entry is None and self.announced_requests_only:
-            return
-        request: _Request[_Batch] = entry.request if entry is not None else _Request(None)
-        is_root = entry is None or entry.is_root
-        if is_root:
-            request.ended = True
-
-        names = self._names_of(span) if is_baseplate_span(span) else None
-        if names is not None:
+    def _record(self, span: ReadableSpan, request: _Request[_Batch]) -> None:
+        kind = span.kind
+        if kind in _SERVER_KINDS:
+            names = self._server_names.get(span.name) or self._new_names(span)
+        elif kind in _CLIENT_KINDS:
+            names = self._client_names.get(span.name) or self._new_names(span)
+        else:
+            component = (span.attributes or {}).get(ATTR_COMPONENT)
+            if not component:
+                return
+            names = self._local_names.get((str(component), span.name)) or self._new_names(span)
+        batch = request.batch
+        if batch is None:
             batch = self._batch_of(request)
-            kind = span.kind
-            counter = None
-            if kind is not SpanKind.INTERNAL:
-                failed = span.status.status_code is StatusCode.ERROR
-                counter = names.failure if failed else names.success
-            start, end = span.start_time, span.end_time
-            seconds = (end - start) / 1e9 if start is not None and end is not None else None
+        counter = None
+        if kind is not SpanKind.INTERNAL:
+            failed = span.status.status_code is StatusCode.ERROR
+            counter = names.failure if failed else names.success
+        start, end = span.start_time, span.end_time
+        if start is not None and end is not None:
+            seconds = (end - start) / 1e9
             record = getattr(batch, "record_span", None)
-            if record is not None and seconds is not None:
+            if record is not None:
                 record(names.timer, seconds, counter)
+                counter = None
             else:
-                if seconds is not None:
-                    batch.timer(names.timer).send(seconds)
-                if counter is not None:
-                    batch.counter(counter).increment()
-            if kind in _CLIENT_KINDS and span.events:
-                self._count_error_objects(span, batch)
-        if request.ended and request.batch is not None:
-            self._flush(request.batch)
+                batch.timer(names.timer).send(seconds)
+        if counter is not None:
+            batch.counter(counter).increment()
+        if kind in _CLIENT_KINDS and span.events:
+            self._count_error_objects(span, batch)
 
     @staticmethod
     def _count_error_objects(span: ReadableSpan, batch: MetricsBatch) -> None:
@@ -320,46 +324,75 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
                 if kind:
                     batch.counter(safe_metric_name("errors", str(kind)).decode("ascii")).increment()
 
-    def _names_of(self, span: ReadableSpan) -> _SpanNames | None:
-        kind = span.kind
-        # Only local spans are named after their component; skip the attribute lookup else.
-        component = None
-        if kind is SpanKind.INTERNAL:
-            component = (span.attributes or {}).get(ATTR_COMPONENT)
-        key = (kind, span.name, component)
-        try:
-            return self._names[key]
-        except KeyError:
-            pass
+    def _new_names(self, span: ReadableSpan) -> _SpanNames:
+        """Build and remember the metric names of a span (only called for a timed span)."""
         name = span_metric_name(span)
-        names = None
-        if name is not None:
-            timer = name.decode("ascii")
-            names = _SpanNames(timer, timer + ".success", timer + ".failure")
-        if len(self._names) >= _NAMES_CACHE_SIZE:
-            self._names.clear()
-        self._names[key] = names
+        assert name is not None
+        timer = name.decode("ascii")
+        names = _SpanNames(timer, timer + ".success", timer + ".failure")
+        kind = span.kind
+        with self._lock:
+            if kind in _SERVER_KINDS:
+                table: dict[object, _SpanNames] = self._server_names  # type: ignore[assignment]
+                key: object = span.name
+            elif kind in _CLIENT_KINDS:
+                table, key = self._client_names, span.name  # type: ignore[assignment]
+            else:
+                component = str((span.attributes or {}).get(ATTR_COMPONENT))
+                table, key = self._local_names, (component, span.name)  # type: ignore[assignment]
+            if len(table) >= _NAMES_CACHE_SIZE:
+                table.clear()
+            table[key] = names
         return names
 
-    def _forget(
-        self, trace_id: int, span_id: int, start_time: int | None
-    ) -> _OpenSpan[_Batch] | None:
-        key = (trace_id, span_id)
+    def _hide(self, key: tuple[int, int], entry: _OpenSpan[_Batch]) -> None:
+        # A server span for a call from this same process keeps the caller's ids; both are
+        # open at once, so the newer one hides the older until it ends.
         with self._lock:
-            entry = self._open.get(key)
-            previous: _OpenSpan[_Batch] | None = None
-            while entry is not None and entry.start_time != start_time:
-                previous, entry = entry, entry.hidden
-            if entry is None:
-                return None
+            previous = self._open.get(key)
             if previous is not None:
-                previous.hidden = entry.hidden
-            elif entry.hidden is not None:
-                self._open[key] = entry.hidden
-            else:
-                del self._open[key]
-            entry.hidden = None
-            return entry
+                self._hidden.setdefault(key, []).append(previous)
+            self._open[key] = entry
+
+    def _unhide(
+        self, key: tuple[int, int], entry: _OpenSpan[_Batch], start_time: int | None
+    ) -> _OpenSpan[_Batch] | None:
+        """The open span with these ids and start time, ``entry`` having been taken out of
+        the open spans: the span that ends, or one that ``entry`` hid."""
+        with self._lock:
+            hidden = self._hidden.get(key)
+            if entry[1] == start_time:  # the newest ended: the one it hid is open again
+                if hidden:
+                    self._open[key] = hidden.pop()
+                    if not hidden:
+                        del self._hidden[key]
+                return entry
+            self._open[key] = entry  # an older one ended while the newer stays open
+            for index in range(len(hidden or ()) - 1, -1, -1):
+                assert hidden is not None
+                if hidden[index][1] == start_time:
+                    found = hidden.pop(index)
+                    if not hidden:
+                        del self._hidden[key]
+                    return found
+            return None
+
+    def _evict(self) -> None:
+        evicted: list[_Batch] = []
+        with self._lock:
+            while len(self._open) > self.max_open_spans:
+                try:
+                    key = next(iter(self._open))
+                    oldest = self._open.pop(key)
+                except (RuntimeError, StopIteration, KeyError):  # changed meanwhile: look again
+                    continue
+                for entry in [oldest, *self._hidden.pop(key, ())]:
+                    request = entry[0]
+                    if entry[2]:
+                        request.ended = True
+                        if request.batch is not None:
+                            evicted.append(request.batch)
+        self._send_evicted(evicted, "spans that never ended")
 
     def _batch_of(self, request: _Request[_Batch]) -> _Batch:
         batch = request.batch

@@ -68,7 +68,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
-        self.owner.connections.append(address)
+        with self.owner.accepted:
+            self.owner.connections.append(address)
+            self.owner.accepted.notify_all()
         return connection, address
 
 
@@ -84,6 +86,7 @@ class RecordingServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[dict[str, Any]] = []
         self.connections: list[Any] = []
+        self.accepted = threading.Condition()
         self.server = _Server((host, 0), _Handler)
         self.server.owner = self
         self.host = host
@@ -96,6 +99,14 @@ class RecordingServer:
     def last(self) -> dict[str, Any]:
         """What the last request sent."""
         return self.requests[-1]
+
+    def wait_for_connections(self, count: int, timeout: float = 10.0) -> list[Any]:
+        """``connections`` once ``count`` have been accepted (the server accepts in its own
+        thread, so a client may be done before the server has seen it), or as they are
+        after ``timeout`` seconds."""
+        with self.accepted:
+            self.accepted.wait_for(lambda: len(self.connections) >= count, timeout)
+            return list(self.connections)
 
     def stop(self) -> None:
         self.server.shutdown()

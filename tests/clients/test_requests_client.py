@@ -471,7 +471,7 @@ def test_the_connected_peer_address_is_checked_too(
     _, span = request_span
 
     class FirstLookPasses(AddressPolicy):
-        seen: set[str] = set()
+        seen: set[str]
 
         def refusal(self, address: Any) -> str | None:
             if str(address) not in self.seen:
@@ -479,12 +479,15 @@ def test_the_connected_peer_address_is_checked_too(
                 return None
             return super().refusal(address)
 
-    adapter = BaseplateHTTPAdapter(address_policy=FirstLookPasses())
+    policy = FirstLookPasses()
+    policy.seen = set()
+    adapter = BaseplateHTTPAdapter(address_policy=policy)
     session = BaseplateSession(adapter, "weather", span)
     with pytest.raises(AddressNotAllowed) as refused:
         session.get(server.url)
     assert refused.value.reason == "loopback"
-    assert len(server.connections) == 1 and server.requests == []  # connected, sent nothing
+    assert len(server.wait_for_connections(1)) == 1
+    assert server.requests == []  # connected, sent nothing
 
 
 def test_redirect_to_an_internal_address_is_refused(

@@ -13,10 +13,16 @@ import pathlib
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, TraceState
 
 from otel_bridge import _sdk
+from otel_bridge.ids import BaseplateIdGenerator, SpanPreset, reset_preset, set_preset
+from otel_bridge.sampling import BaseplateSampler
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -34,7 +40,12 @@ def test_private_name_exists(owner: str, name: str) -> None:
     holder = _owner(owner)
     if isinstance(holder, type) and name.startswith("_") and not hasattr(holder, name):
         # instance attributes: look at a fresh instance
-        instance = TracerProvider() if holder is TracerProvider else holder()
+        if holder is TracerProvider:
+            instance: object = TracerProvider()
+        elif holder is Tracer:
+            instance = TracerProvider().get_tracer("x")
+        else:
+            instance = holder()
         assert hasattr(instance, name), f"{owner}.{name} is gone from the installed SDK"
     else:
         assert hasattr(holder, name), f"{owner}.{name} is gone from the installed SDK"
@@ -56,6 +67,83 @@ def test_the_helpers_work_on_the_installed_sdk() -> None:
 
 
 _PRIVATE = frozenset(name for _, name in _sdk.PRIVATE_NAMES) | {"_resource", "_tracers"}
+
+
+def _fields(span: ReadableSpan) -> dict[str, object]:
+    return {
+        "name": span.name,
+        "context": span.context,
+        "parent": span.parent,
+        "kind": span.kind,
+        "attributes": dict(span.attributes or {}),
+        "resource": span.resource,
+        "scope": span.instrumentation_scope,
+        "status": span.status.status_code,
+        "events": span.events,
+        "links": span.links,
+    }
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_decided_span_is_the_span_the_tracer_makes(sampled: bool) -> None:
+    """start_decided_span makes what Tracer.start_span makes with the baseplate sampler
+    and id preset in force: same ids, flags, trace state, parent, attributes, resource,
+    scope, and the same processors see it start and end."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=BaseplateSampler(1.0), id_generator=BaseplateIdGenerator())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("baseplate", "1.0")
+    state = TraceState([("b3flags", "1")])
+    token = set_preset(SpanPreset(span_id=7, trace_id=99, sampled=sampled, trace_state=state))
+    try:
+        parent = tracer.start_span("server", kind=SpanKind.SERVER)
+    finally:
+        reset_preset(token)
+    parent_context = trace.set_span_in_context(parent)
+    attributes = {"component": "crunch"}
+
+    token = set_preset(SpanPreset(span_id=11, sampled=sampled, trace_state=state))
+    try:
+        usual = tracer.start_span(
+            "child",
+            context=parent_context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+    finally:
+        reset_preset(token)
+    usual.end()
+    decided = _sdk.start_decided_span(
+        tracer,
+        "child",
+        SpanKind.CLIENT,
+        parent.get_span_context(),
+        parent_context,
+        11,
+        sampled,
+        attributes,
+    )
+    assert decided is not None and decided.is_recording()
+    decided.end()
+    parent.end()
+    finished = exporter.get_finished_spans() if sampled else ()
+    if sampled:
+        assert [span.name for span in finished] == ["child", "child", "server"]
+        assert _fields(finished[1]) == _fields(finished[0])
+    assert decided.get_span_context() == usual.get_span_context()  # type: ignore[attr-defined]
+    assert decided.get_span_context().trace_flags.sampled is sampled
+
+
+def test_no_decided_span_from_a_tracer_of_another_make() -> None:
+    tracer = trace.NoOpTracer()
+    assert (
+        _sdk.start_decided_span(
+            tracer, "x", SpanKind.CLIENT, trace.INVALID_SPAN_CONTEXT, Context(), 1, True
+        )
+        is None
+    )
 
 
 def _private_otel_uses(path: pathlib.Path) -> list[str]:

@@ -220,7 +220,7 @@ class SimpleExperiment(Experiment):
         ``None`` outside the experiment's time window, when disabled, without a bucketing
         value, or when not targeted; otherwise an override or the bucket's variant.
         """
-        if not self._is_enabled():
+        if not self._enabled_now():
             return None
 
         lower_kwargs = {key.lower(): value for key, value in kwargs.items()}
@@ -240,7 +240,7 @@ class SimpleExperiment(Experiment):
         bucket = self._calculate_bucket(lower_kwargs[self.bucket_val])
         return self._choose_variant(bucket)
 
-    def _is_enabled(self) -> bool:
+    def _enabled_now(self) -> bool:
         return bool(self.enabled) and self.start_ts <= time.time() < self.stop_ts
 
     def _calculate_bucket(self, bucket_val: Any) -> int:
