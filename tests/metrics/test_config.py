@@ -218,3 +218,40 @@ def test_misspelt_and_other_backends_keys_are_warned_about(caplog) -> None:
         configure(exporter="otlp", otlp__endpiont="x:4318", endpoint="127.0.0.1:8125")
     assert "metrics.otlp.endpiont is ignored; did you mean metrics.otlp.endpoint?" in caplog.text
     assert "metrics.endpoint is for metrics.exporter = statsd" in caplog.text
+
+
+def _export_timeout_millis(client: Client) -> float:
+    assert isinstance(client, OTelClient)
+    return client.pipeline.reader._export_timeout_millis  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("environ", "millis"),
+    [
+        ({}, 5000),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "4"}, 4000),
+        ({"OTEL_METRIC_EXPORT_TIMEOUT": "3000"}, 3000),
+        ({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2.5"}, 2500),
+        # the metrics exporter's own variable, then the reader's, then the general one
+        ({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2", "OTEL_EXPORTER_OTLP_TIMEOUT": "4"}, 2000),
+        ({"OTEL_METRIC_EXPORT_TIMEOUT": "3000", "OTEL_EXPORTER_OTLP_TIMEOUT": "4"}, 3000),
+        ({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2", "OTEL_METRIC_EXPORT_TIMEOUT": "3000"}, 2000),
+        # the traces exporter's variable is not the metrics exporter's
+        ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "7"}, 5000),
+    ],
+)
+def test_otlp_timeout_from_the_environment(environ: dict[str, str], millis: int) -> None:
+    assert _export_timeout_millis(configure(environ, exporter="otlp")) == millis
+    # the INI key wins over every variable
+    client = configure(environ, exporter="otlp", otlp__endpoint="other:4318", otlp__timeout="1")
+    assert _export_timeout_millis(client) == 1000
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "301"])
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
+)
+def test_a_bad_otlp_timeout_variable_is_refused_naming_it(variable: str, value: str) -> None:
+    assert error_of({variable: value}, exporter="otlp").startswith(f"{variable}:")
+    # unread when the INI key is set
+    assert configure({variable: value}, exporter="otlp", otlp__timeout="1")

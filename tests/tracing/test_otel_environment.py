@@ -12,6 +12,7 @@ import pytest
 
 from baseplate.config import ConfigurationError
 from baseplate.diagnostics.tracing import tracing_client_from_config
+from exporters.defaults import DEFAULT_EXPORT_TIMEOUT
 
 BASE = {"tracing.service_name": "svc"}
 
@@ -202,3 +203,57 @@ def test_malformed_endpoint_names_the_key(endpoint: str, exporter: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         client({"tracing.exporter": exporter, "tracing.exporter.endpoint": endpoint})
     assert info.value.key == "tracing.exporter.endpoint"
+
+
+@pytest.mark.parametrize(
+    ("exporter", "variables"),
+    [
+        ("otlp", ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]),
+        ("zipkin", ["OTEL_EXPORTER_ZIPKIN_TIMEOUT"]),
+    ],
+)
+def test_exporter_timeout_from_the_environment(exporter: str, variables: list[str]) -> None:
+    ini = {"tracing.exporter": exporter}
+    assert client(ini).timeout == DEFAULT_EXPORT_TIMEOUT
+    # each variable alone, in seconds as the SDK's exporters read it
+    for variable in variables:
+        assert client(ini, **{variable: "7"}).timeout == 7.0
+        assert client(ini, **{variable: "2.5"}).timeout == 2.5
+    # the first in order wins (the per-signal one over the general one)
+    assert client(ini, **{v: str(i + 1) for i, v in enumerate(variables)}).timeout == 1.0
+    # the INI key wins over every variable, even one with a bad value
+    with_ini = {**ini, "tracing.exporter.timeout": "3 seconds"}
+    assert client(with_ini, **{v: "9" for v in variables}).timeout == 3.0
+    assert client(with_ini, **{v: "garbage" for v in variables}).timeout == 3.0
+
+
+def test_timeout_variables_of_other_exporters_and_signals_are_not_read() -> None:
+    other = {
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "9",
+        "OTEL_EXPORTER_ZIPKIN_TIMEOUT": "8",
+    }
+    assert client({"tracing.exporter": "otlp"}, **other).timeout == DEFAULT_EXPORT_TIMEOUT
+    otlp = {"OTEL_EXPORTER_OTLP_TIMEOUT": "9", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "8"}
+    assert client({"tracing.exporter": "zipkin"}, **otlp).timeout == DEFAULT_EXPORT_TIMEOUT
+    assert client({"tracing.exporter": "zipkin"}, OTEL_EXPORTER_ZIPKIN_TIMEOUT="6").timeout == 6
+    # and a bad value in one nobody reads stops nothing
+    assert client({"tracing.exporter": "none"}, OTEL_EXPORTER_OTLP_TIMEOUT="soon")
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "301", "5 parsecs"])
+@pytest.mark.parametrize(
+    ("exporter", "variable"),
+    [
+        ("otlp", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"),
+        ("otlp", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        ("zipkin", "OTEL_EXPORTER_ZIPKIN_TIMEOUT"),
+    ],
+)
+def test_bad_timeout_variable_is_one_line_naming_it(
+    exporter: str, variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        client({"tracing.exporter": exporter}, **{variable: value})
+    assert info.value.key == variable
+    (line,) = str(info.value).splitlines()
+    assert line.startswith(f"{variable}: ")

@@ -43,6 +43,10 @@ Where it sends, again an explicit INI key first, then the standard variables, th
   Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``.
 * sidecar: ``tracing.queue_name`` (required).
 
+The timeout of one export is ``tracing.exporter.timeout``, else (in seconds, as the SDK reads
+them) ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT`` for otlp or
+``OTEL_EXPORTER_ZIPKIN_TIMEOUT`` for zipkin, else 5 seconds.
+
 The sample rate is ``tracing.sample_rate``, else ``OTEL_TRACES_SAMPLER_ARG`` when
 ``OTEL_TRACES_SAMPLER`` is ``traceidratio`` or ``parentbased_traceidratio``, else 10%.
 Propagators are ``tracing.propagators``, else left to ``OTEL_PROPAGATORS`` / the defaults of
@@ -99,6 +103,13 @@ _SAMPLERS: dict[str, float | None] = {
 _EXTRAS = {
     "otlp": ("opentelemetry.exporter.otlp.proto.http", "otlp"),
     "sidecar": ("posix_ipc", "posix-ipc"),
+}
+
+#: The variables giving an exporter's timeout (seconds) when ``tracing.exporter.timeout`` is
+#: unset, the first one set winning.
+_TIMEOUT_VARIABLES = {
+    "otlp": (environment.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, environment.OTEL_EXPORTER_OTLP_TIMEOUT),
+    "zipkin": (environment.OTEL_EXPORTER_ZIPKIN_TIMEOUT,),
 }
 
 #: Every ``tracing.*`` key baseplate reads (others are reported as probable typos).
@@ -404,9 +415,14 @@ def tracing_client_from_config(
             tracing.queue_name, tracing.endpoint, log_if_unconfigured
         )
 
-    timeout = _parse(
-        raw_config, "tracing.exporter.timeout", config.Optional(_timeout, DEFAULT_EXPORT_TIMEOUT)
-    )
+    timeout = _parse(raw_config, "tracing.exporter.timeout", config.Optional(_timeout))
+    if timeout is None:
+        for variable in _TIMEOUT_VARIABLES.get(exporter, ()):
+            timeout = _parse_env(environ, variable, _timeout)
+            if timeout is not None:
+                break
+        else:
+            timeout = DEFAULT_EXPORT_TIMEOUT
 
     endpoint: str | None = None
     if exporter == "zipkin":
