@@ -8,6 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from baseplate.diagnostics.tracing.publisher import TraceBatch
-from exporters.sidecar import SidecarExporter, trace_queue_path
+from exporters.sidecar import FULL_QUEUE_PATIENCE, SidecarExporter, trace_queue_path
 from otel_bridge import semconv
 
 from .fixtures import Receiver, SpanMaker, wait_for
@@ -288,3 +291,148 @@ def test_full_queue_encodes_nothing(
         assert exporter.queue_full_spans == 50
     finally:
         exporter.shutdown()  # queues count against the user's mqueue quota until closed
+
+
+def test_a_reader_slower_than_the_batch_loses_nothing(
+    spans: SpanMaker, trace_queue_name: str
+) -> None:
+    # The trace publisher takes one message at a time; a batch is written faster than that,
+    # and the kernel's default queue holds 10 messages (here 2).
+    exporter = SidecarExporter("svc", trace_queue_name, max_messages=2, max_message_size=4096)
+    for index in range(30):
+        with spans.tracer.start_as_current_span(f"op-{index}"):
+            pass
+    reader = posix_ipc.MessageQueue(trace_queue_path(trace_queue_name))
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def read_slowly() -> None:
+        while not done.is_set():
+            try:
+                message, _ = reader.receive(timeout=0.1)
+            except posix_ipc.BusyError:
+                continue
+            received.append(message)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=read_slowly, daemon=True)
+    thread.start()
+    try:
+        assert exporter.export(spans.finished()) is SpanExportResult.SUCCESS
+        wait_for(lambda: len(received) == 30)
+    finally:
+        done.set()
+        thread.join(5)
+        reader.close()
+        exporter.shutdown()
+
+    assert exporter.sent_spans == 30
+    assert exporter.dropped_spans == 0
+    assert [json.loads(m)["name"] for m in received] == [f"op-{i}" for i in range(30)]
+
+
+def test_a_queue_nobody_reads_is_waited_for_once(spans: SpanMaker, trace_queue_name: str) -> None:
+    exporter = SidecarExporter("svc", trace_queue_name, max_messages=2, max_message_size=4096)
+    for index in range(12):
+        with spans.tracer.start_as_current_span(f"op-{index}"):
+            pass
+    batch = spans.finished()
+    try:
+        started = time.monotonic()
+        assert exporter.export(batch[:6]) is SpanExportResult.FAILURE  # 2 sent, then full
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert exporter.export(batch[6:]) is SpanExportResult.FAILURE
+        second = time.monotonic() - started
+    finally:
+        exporter.shutdown()
+
+    assert first >= FULL_QUEUE_PATIENCE  # the reader had its chance
+    assert second < FULL_QUEUE_PATIENCE / 2  # known full: dropped at once
+    assert (exporter.sent_spans, exporter.queue_full_spans) == (2, 10)
+
+
+GEVENT_EXPORT_SCRIPT = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import json, sys, time
+import gevent
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from exporters.sidecar import SidecarExporter
+
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+tracer = provider.get_tracer("baseplate")
+for n in range(512):  # a full batch of request spans
+    tracer.start_span(
+        "hello",
+        kind=SpanKind.SERVER,
+        attributes={"http.url": "http://svc/hello", "http.method": "GET", "peer.ipv4": "10.0.0.1",
+                    "http.status_code": 200},
+    ).end()
+batch = memory.get_finished_spans()
+
+
+class RoomyQueue:
+    # as a queue whose reader keeps up: always room
+    name = "/traces-roomy"
+    max_messages = 10**6
+    current_messages = 0
+    max_message_size = 102400
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message, timeout=None):
+        self.sent.append(message)
+
+    def close(self):
+        pass
+
+
+exporter = SidecarExporter("svc", sys.argv[1], ipv4="10.0.0.7")
+exporter.queue.close()
+exporter.queue = RoomyQueue()
+ticks = []
+
+def another_request():  # wakes on a timer, as a request wakes on its socket
+    while True:
+        gevent.sleep(0.001)
+        ticks.append(time.perf_counter())
+
+ticker = gevent.spawn(another_request)
+gevent.sleep(0.01)
+started = time.perf_counter()
+result = exporter.export(batch)
+ended = time.perf_counter()
+ticker.kill()
+during = [tick for tick in ticks if started < tick < ended]
+wire = exporter.queue.sent == [exporter.encode(span) for span in batch]
+print(json.dumps({"result": result.name, "sent": len(exporter.queue.sent), "wire": wire,
+                  "export_ms": (ended - started) * 1000, "ticks_during": len(during)}))
+"""
+
+
+def test_under_gevent_an_export_lets_other_greenlets_run(trace_queue_name: str) -> None:
+    # baseplate-serve's export worker is a greenlet on the requests' event loop: encoding a
+    # batch of 512 spans (several ms) must not hold the loop for all of it.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GEVENT_EXPORT_SCRIPT), trace_queue_name],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["result"] == "SUCCESS"
+    assert outcome["sent"] == 512
+    assert outcome["wire"]  # the same messages, in the same order
+    # the other greenlet ran while the batch was encoded (it could not if the export held
+    # the loop until it was done)
+    assert outcome["ticks_during"] >= 2, outcome
