@@ -4,15 +4,22 @@
 of the modes the suite injects: ``healthy`` (answers at once), ``500`` (answers 500 at once),
 ``slow`` (answers after :data:`SLOW_ANSWER` seconds), ``hanging`` (accepts connections, reads
 what comes and never answers) and ``refused`` (a port nothing listens on).
-:class:`StatsdSink` is a UDP socket that counts the datagrams sent to it.
+:class:`StatsdSink` is a UDP socket that counts the datagrams sent to it. :class:`SidecarQueue`
+is the sidecar exporter's POSIX trace queue, read by a process as the trace publisher would,
+or full.
 """
 
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 #: Seconds the ``slow`` back end takes to answer each request.
@@ -165,3 +172,87 @@ def wait_for(predicate: Any, limit: float = 10.0) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(0.02)
+
+
+#: Most messages a POSIX queue may hold without privileges (``fs.mqueue.msg_max``'s default).
+SIDECAR_QUEUE_MESSAGES = 10
+#: The message size the trace queues here are made with (``fs.mqueue.msgsize_max``'s default).
+SIDECAR_MESSAGE_SIZE = 8192
+
+_DRAINER = """
+import signal, sys, posix_ipc
+queue = posix_ipc.MessageQueue(sys.argv[1])
+received = 0
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+print("draining", flush=True)
+while not stopping:
+    try:
+        queue.receive()
+    except posix_ipc.SignalError:
+        continue
+    received += 1
+print(received, flush=True)
+"""
+
+
+class SidecarQueue:
+    """The trace queue ``/traces-<queue_name>`` of the sidecar exporter, made here beforehand
+    (an existing queue keeps its sizes), in one of two modes: ``healthy``, a process reads
+    every message at once, as the trace publisher would; ``full``, a queue of
+    ``max_messages`` that is full already and that nobody reads. ``requests`` is the number
+    of messages read (known at close).
+
+    The reader is a process of its own, so that the load's threads do not slow it down. The
+    queue is removed at close: queues count against the user's ``RLIMIT_MSGQUEUE``.
+    """
+
+    def __init__(self, mode: str, max_messages: int = SIDECAR_QUEUE_MESSAGES) -> None:
+        import posix_ipc
+
+        if mode not in ("healthy", "full"):
+            raise ValueError(mode)
+        self.mode = mode
+        self.queue_name = f"faults-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path = "/traces-" + self.queue_name
+        self.requests = 0
+        self._queue = posix_ipc.MessageQueue(
+            self.path,
+            posix_ipc.O_CREAT | posix_ipc.O_EXCL,
+            max_messages=max_messages,
+            max_message_size=SIDECAR_MESSAGE_SIZE,
+        )
+        self._reader: subprocess.Popen[str] | None = None
+        if mode == "healthy":
+            self._reader = subprocess.Popen(
+                [sys.executable, "-c", _DRAINER, self.path],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self._reader.stdout is not None
+            self._reader.stdout.readline()  # it has the queue open
+        else:
+            for _ in range(max_messages):
+                self._queue.send(b"{}", timeout=0)
+
+    @property
+    def current_messages(self) -> int:
+        return int(self._queue.current_messages)
+
+    def stop(self) -> None:
+        """Stop reading; ``requests`` is then the number of messages read."""
+        if self._reader is not None:
+            self._reader.send_signal(signal.SIGTERM)
+            out, _ = self._reader.communicate(timeout=10)
+            self.requests = int(out.split()[-1])
+            self._reader = None
+
+    def close(self) -> None:
+        import posix_ipc
+
+        self.stop()
+        self._queue.close()
+        try:
+            posix_ipc.unlink_message_queue(self.path)
+        except posix_ipc.ExistentialError:
+            pass

@@ -3,7 +3,9 @@
 Each test starts two ``baseplate-serve`` processes of the same Pyramid application (tracing
 through baseplate's own exporter, statsd metrics over UDP, Sentry where the fault is about
 it): a *healthy twin* whose back ends answer at once, and a *faulty* one whose back end
-refuses, hangs, answers 500 or answers slowly. Both get the same load, in interleaved rounds
+refuses, hangs, answers 500 or answers slowly. With the sidecar exporter the back end is the
+POSIX trace queue: the twin's is read by a process as the trace publisher reads it, the
+faulty one's is full (2 messages) and nobody reads it. Both get the same load, in interleaved rounds
 (a few keep-alive connections, a bounded number of requests), and for the faulty one:
 
 * no request fails (every ``/hello`` is a 200, no connection error);
@@ -46,7 +48,7 @@ import pytest
 
 from tests.server.conftest import ServeProcess, read_json_lines, write_ini
 
-from .fakes import FakeHTTPBackend, StatsdSink
+from .fakes import SIDECAR_QUEUE_MESSAGES, FakeHTTPBackend, SidecarQueue, StatsdSink
 
 #: The faulty run's p99 may be this many times the healthy twin's ...
 P99_FACTOR = 3.0
@@ -92,7 +94,8 @@ SPAN_OUTCOMES = (
 
 @dataclass(frozen=True)
 class Fault:
-    """What is broken: the collector of ``exporter``, statsd, or Sentry."""
+    """What is broken: the collector of ``exporter`` (for ``sidecar``, its POSIX queue),
+    statsd, or Sentry."""
 
     exporter: str = "zipkin"
     collector: str = "healthy"
@@ -111,6 +114,7 @@ class Fault:
 FAULTS = [
     *(Fault("zipkin", mode) for mode in ("refused", "hanging", "500", "slow")),
     *(Fault("otlp", mode) for mode in ("refused", "hanging", "500", "slow")),
+    Fault("sidecar", "full"),
     Fault(statsd="unresolvable"),
     Fault(sentry="refused"),
 ]
@@ -120,12 +124,22 @@ def healthy_twin(fault: Fault) -> Fault:
     return Fault(fault.exporter, "healthy", "local", "healthy" if fault.sentry else None)
 
 
+#: Messages the full sidecar queue holds (it is full from the start).
+FULL_SIDECAR_QUEUE = 2
+
+
 class Backends:
-    """The collector, statsd and Sentry one server sends to."""
+    """The collector (or sidecar queue), statsd and Sentry one server sends to."""
 
     def __init__(self, fault: Fault) -> None:
-        status = 202 if fault.exporter == "zipkin" else 200
-        self.collector = FakeHTTPBackend(fault.collector, healthy_status=status)
+        self.collector: FakeHTTPBackend | SidecarQueue
+        if fault.exporter == "sidecar":
+            full = fault.collector == "full"
+            size = FULL_SIDECAR_QUEUE if full else SIDECAR_QUEUE_MESSAGES
+            self.collector = SidecarQueue(fault.collector, size)
+        else:
+            status = 202 if fault.exporter == "zipkin" else 200
+            self.collector = FakeHTTPBackend(fault.collector, healthy_status=status)
         self.statsd = StatsdSink()
         self.sentry = (
             FakeHTTPBackend(fault.sentry, body=b'{"id": "1"}') if fault.sentry else None
@@ -140,15 +154,18 @@ class Backends:
 
 def app_ini(directory: pathlib.Path, fault: Fault, backends: Backends) -> pathlib.Path:
     directory.mkdir()
-    endpoint = (
-        backends.collector.address if fault.exporter == "zipkin" else backends.collector.url
-    )
+    collector = backends.collector
+    if isinstance(collector, SidecarQueue):
+        destination = {"tracing.queue_name": collector.queue_name}
+    else:
+        endpoint = collector.address if fault.exporter == "zipkin" else collector.url
+        destination = {"tracing.exporter.endpoint": endpoint}
     app = {
         "factory": "serve_apps:make_wsgi_app",
         "tracing.service_name": "faults",
         "tracing.sample_rate": "1.0",
         "tracing.exporter": fault.exporter,
-        "tracing.exporter.endpoint": endpoint,
+        **destination,
         "metrics.namespace": "faults",
         "metrics.endpoint": (
             backends.statsd.endpoint if fault.statsd == "local" else "statsd.invalid:8125"
@@ -296,8 +313,10 @@ def test_a_telemetry_fault_costs_the_service_nothing(
     tmp_path: pathlib.Path, serve: Callable[..., ServeProcess], fault: Fault
 ) -> None:
     twin = healthy_twin(fault)
-    backends = {"healthy": Backends(twin), "faulty": Backends(fault)}
-    try:
+    backends: dict[str, Backends] = {}
+    try:  # closed in any case: a sidecar queue outlives the process that made it
+        backends["healthy"] = Backends(twin)
+        backends["faulty"] = Backends(fault)
         _measure(tmp_path, serve, fault, twin, backends)
     finally:
         for each in backends.values():
@@ -394,7 +413,12 @@ def _assert_fault_was_injected(
 ) -> None:
     faulty = counts["faulty"]["telemetry"]
     healthy = counts["healthy"]["telemetry"]
+    for each in backends.values():
+        if isinstance(each.collector, SidecarQueue):
+            each.collector.stop()  # the reader's count is known once it stopped
     assert backends["healthy"].collector.requests > 0
+    if fault.exporter == "sidecar":  # the reader had every span, one message each
+        assert backends["healthy"].collector.requests == counts["healthy"]["ended_sampled"]
     assert backends["healthy"].statsd.datagrams > 0
     if fault.collector != "healthy":
         if fault.collector == "slow":  # slower than healthy, within the export timeout
@@ -402,7 +426,12 @@ def _assert_fault_was_injected(
             assert lost == 0, faulty
         else:
             assert faulty["spans.exported"] == 0, faulty
-        if fault.collector != "refused":
+        queue = backends["faulty"].collector
+        if isinstance(queue, SidecarQueue):  # full: nothing was read, nothing more written
+            assert queue.requests == 0
+            assert queue.current_messages == FULL_SIDECAR_QUEUE
+            assert faulty["spans.failed"] == counts["faulty"]["ended_sampled"], faulty
+        elif fault.collector != "refused":
             assert backends["faulty"].collector.requests > 0
     if fault.statsd != "local":
         assert backends["faulty"].statsd.datagrams == 0
