@@ -79,7 +79,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=256)
 def _encode_namespace(namespace: Union[str, bytes]) -> bytes:
+    # Cached: every request's batch is made with its client's namespace.
     if isinstance(namespace, bytes):
         namespace = namespace.decode("ascii")
     if not namespace:
