@@ -37,13 +37,15 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import difflib
 import functools
 import grp
+import logging
 import math
 import pwd
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import IO, Any, NamedTuple, TypeVar, Union, overload
 
 T = TypeVar("T")
@@ -679,6 +681,47 @@ def parse_config(config: Mapping[str, str], spec: Mapping[str, Any]) -> ConfigNa
     return SpecParser(spec).parse("", config)
 
 
+_logger = logging.getLogger(__name__)
+
+
+def warn_unknown_keys(
+    raw_config: Mapping[str, Any],
+    prefix: str,
+    known: Collection[str],
+    logger: logging.Logger | None = None,
+    ignore: Iterable[str] = (),
+) -> list[str]:
+    """Warn about the ``<prefix>*`` keys of ``raw_config`` that are not ``<prefix>`` + one of
+    ``known``: a misspelt key (``tracing.sampel_rate``) would otherwise be silently ignored.
+
+    One warning line per unknown key, naming it and the nearest known key (``did you mean
+    tracing.sample_rate?``), or the known keys when none is near. ``prefix`` is the section
+    prefix the caller owns (``"tracing."``), or ``""`` for a whole section; keys in
+    ``ignore`` (a ``[DEFAULT]`` section's, for instance) are not reported. ``logger`` is the
+    caller's (default: this module's).
+
+    :return: The unknown keys, sorted.
+    """
+    log = logger or _logger
+    skipped = set(ignore)
+    unknown = sorted(
+        key
+        for key in raw_config
+        if isinstance(key, str)
+        and key.startswith(prefix)
+        and key[len(prefix) :] not in known
+        and key not in skipped
+    )
+    for key in unknown:
+        close = difflib.get_close_matches(key[len(prefix) :], list(known), n=1)
+        if close:
+            hint = f"did you mean {prefix}{close[0]}?"
+        else:
+            hint = "known keys: " + ", ".join(prefix + name for name in sorted(known))
+        log.warning("unknown configuration key %s is ignored; %s", key, hint)
+    return unknown
+
+
 __all__ = [
     "Base64",
     "Boolean",
@@ -713,4 +756,5 @@ __all__ = [
     "UnixUser",
     "as_text",
     "parse_config",
+    "warn_unknown_keys",
 ]

@@ -39,7 +39,6 @@ aggregation happens in process and the meter provider exports (OTLP) or serves
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib.util
 import logging
@@ -730,13 +729,11 @@ def _require_extra(exporter: str) -> None:
 
 def _report_unused_keys(raw_config: Mapping[str, Any], exporter: str) -> None:
     """Warn about ``metrics.*`` keys nobody reads (typos) and keys of another backend."""
+    unknown = set(config.warn_unknown_keys(raw_config, "metrics.", KNOWN_KEYS, logger))
     for key in sorted(k for k in raw_config if isinstance(k, str) and k.startswith("metrics.")):
-        name = key[len("metrics.") :]
-        if name not in KNOWN_KEYS:
-            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1)
-            hint = f"; did you mean metrics.{close[0]}?" if close else ""
-            logger.warning("unknown configuration key %s is ignored%s", key, hint)
+        if key in unknown:
             continue
+        name = key[len("metrics.") :]
         for backend, keys in _BACKEND_KEYS.items():
             if name in keys and backend != exporter and raw_config.get(key):
                 logger.warning(

@@ -255,24 +255,23 @@ def error_reporter_from_config(raw_config: dict[str, str], module_name: str) -> 
     import raven
     from raven.conf.remote import RemoteConfig
 
-    cfg = config.parse_config(
-        raw_config,
-        {
-            "sentry": {
-                "dsn": config.Optional(config.String, default=None),
-                "site": config.Optional(config.String, default=None),
-                "environment": config.Optional(config.String, default=None),
-                "include_paths": config.Optional(config.TupleOf(config.String), default=[]),
-                "exclude_paths": config.Optional(config.TupleOf(config.String), default=[]),
-                "ignore_exceptions": config.Optional(config.TupleOf(config.String), default=[]),
-                "sample_rate": config.Optional(config.Percent, default=1.0),
-                "processors": config.Optional(
-                    config.TupleOf(config.String),
-                    default=["raven.processors.SanitizePasswordsProcessor"],
-                ),
-            }
-        },
-    )
+    spec = {
+        "sentry": {
+            "dsn": config.Optional(config.String, default=None),
+            "site": config.Optional(config.String, default=None),
+            "environment": config.Optional(config.String, default=None),
+            "include_paths": config.Optional(config.TupleOf(config.String), default=[]),
+            "exclude_paths": config.Optional(config.TupleOf(config.String), default=[]),
+            "ignore_exceptions": config.Optional(config.TupleOf(config.String), default=[]),
+            "sample_rate": config.Optional(config.Percent, default=1.0),
+            "processors": config.Optional(
+                config.TupleOf(config.String),
+                default=["raven.processors.SanitizePasswordsProcessor"],
+            ),
+        }
+    }
+    config.warn_unknown_keys(raw_config, "sentry.", spec["sentry"], logger)
+    cfg = config.parse_config(raw_config, spec)
     sentry = cfg.sentry
     if sentry.dsn:
         # the client is given its (bounded) transport, so raven would not check the DSN's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,8 @@ if TYPE_CHECKING:
     from kazoo.client import KazooClient
 
     from baseplate.secrets import SecretsStore
+
+logger = logging.getLogger(__name__)
 
 #: Retry policy for (re)connecting: keep trying forever, backing off exponentially from
 #: 100 ms to at most one minute, so a ZooKeeper outage never kills a long-running client.
@@ -63,16 +66,15 @@ def zookeeper_client_from_config(
 
     from baseplate import config
 
-    cfg = config.parse_config(
-        app_config,
-        {
-            "zookeeper": {
-                "hosts": config.String,
-                "credentials": config.Optional(config.TupleOf(config.String), default=()),
-                "timeout": config.Optional(config.Timespan, default=None),
-            }
-        },
-    ).zookeeper
+    spec = {
+        "zookeeper": {
+            "hosts": config.String,
+            "credentials": config.Optional(config.TupleOf(config.String), default=()),
+            "timeout": config.Optional(config.Timespan, default=None),
+        }
+    }
+    config.warn_unknown_keys(app_config, "zookeeper.", spec["zookeeper"], logger)
+    cfg = config.parse_config(app_config, spec).zookeeper
 
     auth_data = []
     for path in cfg.credentials:

@@ -31,12 +31,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, NamedTuple
 
 from baseplate import config
 from baseplate.context import ContextFactory
 from baseplate.file_watcher import FileWatcher, WatchedFileNotAvailableError
+
+logger = logging.getLogger(__name__)
 
 #: Where the fetcher daemon writes the secrets file unless configured otherwise.
 DEFAULT_SECRETS_PATH = "/var/local/secrets.json"
@@ -327,10 +330,9 @@ def secrets_store_from_config(
     :param timeout: How long, in seconds, to block instantiation waiting for the secrets
         data to become available (defaults to not blocking).
     """
-    cfg = config.parse_config(
-        app_config,
-        {"secrets": {"path": config.Optional(config.String, default=DEFAULT_SECRETS_PATH)}},
-    )
+    spec = {"secrets": {"path": config.Optional(config.String, default=DEFAULT_SECRETS_PATH)}}
+    config.warn_unknown_keys(app_config, "secrets.", spec["secrets"], logger)
+    cfg = config.parse_config(app_config, spec)
     return SecretsStore(cfg.secrets.path, timeout=timeout)
 
 

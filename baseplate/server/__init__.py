@@ -260,7 +260,7 @@ def _run_server(args: argparse.Namespace) -> None:
         close_listener()
         raise ConfigFileError(f"{config.filename}: [{config.app_section}] {exc}")
     try:
-        server = make_server(config.server, listener, app)
+        server = make_server(config.server, listener, app, default_keys=config.default_keys)
     except ConfigurationError as exc:
         close_listener()
         raise section_error(config, config.server_section, exc)

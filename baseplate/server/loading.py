@@ -19,9 +19,12 @@ import logging
 import logging.config
 import socket
 import sys
+from collections.abc import Collection
 from typing import IO, Any, NamedTuple
 
-from baseplate.config import ConfigurationError
+from baseplate.config import ConfigurationError, warn_unknown_keys
+
+logger = logging.getLogger(__name__)
 
 #: Format of the default log lines; ``trace_id`` is the current trace's id, ``-`` outside one.
 DEFAULT_LOG_FORMAT = (
@@ -50,6 +53,8 @@ class Configuration(NamedTuple):
     app_section: str = "app:main"
     #: The name of the server section (``server:NAME``).
     server_section: str = "server:main"
+    #: The options of the ``[DEFAULT]`` section (which every section's dict also holds).
+    default_keys: frozenset[str] = frozenset()
 
 
 def one_line(text: str) -> str:
@@ -129,6 +134,7 @@ def read_config(
         tshell=tshell,
         app_section=app_section,
         server_section=server_section,
+        default_keys=frozenset(parser.defaults()),
     )
 
 
@@ -193,13 +199,27 @@ def make_app(app_config: dict[str, str]) -> Any:
     return factory(dict(app_config))
 
 
-def make_server(server_config: dict[str, str], listener: socket.socket, app: Any) -> Any:
+def make_server(
+    server_config: dict[str, str],
+    listener: socket.socket,
+    app: Any,
+    default_keys: Collection[str] = (),
+) -> Any:
     """Build the server: call the ``factory`` of the server section (default function
     ``make_server``) with the section, the listening socket and the application.
+
+    When the factory's module lists the options it reads in ``SERVER_KEYS`` (as
+    :mod:`baseplate.server.thrift` and :mod:`baseplate.server.wsgi` do), any other option of
+    the section (a typo such as ``stop_timout``) is warned about; ``default_keys``, the
+    ``[DEFAULT]`` section's options, are not.
 
     :raises baseplate.config.ConfigurationError: naming the option that is wrong.
     """
     factory = _section_factory(server_config, "make_server", "baseplate.server.thrift or .wsgi")
+    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    known = getattr(module, "SERVER_KEYS", None)
+    if known is not None:
+        warn_unknown_keys(server_config, "", known, logger, ignore=default_keys)
     return factory(server_config, listener, app)
 
 

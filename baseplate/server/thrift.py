@@ -56,6 +56,9 @@ from exporters._ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
+#: The options of the server section this server reads (others are warned about as typos).
+SERVER_KEYS = ("factory", "max_concurrency", "stop_timeout")
+
 #: Transport errors that mean the client sent something the server cannot read (the others
 #: are the network's: a reset, a timeout, the client closing between calls).
 BAD_INPUT_TRANSPORT_ERRORS = frozenset(

@@ -68,6 +68,9 @@ from exporters._ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
+#: The options of the server section this server reads (others are warned about as typos).
+SERVER_KEYS = ("factory", "max_concurrency", "stop_timeout", "handler")
+
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 _HEADER_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

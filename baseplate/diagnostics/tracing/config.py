@@ -57,7 +57,6 @@ naming the key or variable.
 from __future__ import annotations
 
 import datetime
-import difflib
 import importlib.util
 import logging
 import urllib.parse
@@ -298,13 +297,10 @@ _warned_ignored: set[str] = set()
 
 def _report_unused_keys(raw_config: Mapping[str, str]) -> None:
     """Warn about ``tracing.*`` keys nobody reads (typos), and the accepted-but-ignored ones."""
+    config.warn_unknown_keys(raw_config, "tracing.", KNOWN_KEYS, logger)
     for key in sorted(k for k in raw_config if isinstance(k, str) and k.startswith("tracing.")):
         name = key[len("tracing.") :]
-        if name not in KNOWN_KEYS:
-            close = difflib.get_close_matches(name, KNOWN_KEYS, n=1)
-            hint = f"; did you mean tracing.{close[0]}?" if close else ""
-            logger.warning("unknown configuration key %s is ignored%s", key, hint)
-        elif name in ("num_span_workers", "num_conns") and key not in _warned_ignored:
+        if name in ("num_span_workers", "num_conns") and key not in _warned_ignored:
             _warned_ignored.add(key)
             logger.warning(
                 "%s is accepted for compatibility and has no effect: spans are exported by "
