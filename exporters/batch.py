@@ -51,6 +51,9 @@ from otel_bridge.context import instrumentation_suppressed
 
 logger = logging.getLogger(__name__)
 
+# force_flush and shutdown poll the queue: first soon (most flushes finish within a
+# millisecond or two), then less often, up to this interval.
+_FIRST_POLL_INTERVAL = 0.0005
 _POLL_INTERVAL = 0.01
 
 
@@ -275,13 +278,16 @@ class BoundedBatchSpanProcessor(SpanProcessor):
     def _wait_until_drained(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)
         self._wake_worker()
+        interval = _FIRST_POLL_INTERVAL
         while self._queue or self._exporting:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 return False
             if self._worker is not None and not self._worker.is_alive():
                 return False
             # time.sleep yields to the worker greenlet when gevent has patched it.
-            time.sleep(_POLL_INTERVAL)
+            time.sleep(min(interval, deadline - now))
+            interval = min(interval * 2, _POLL_INTERVAL)
             if self._queue:
                 self._wake_worker()
         return True
