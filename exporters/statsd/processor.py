@@ -43,7 +43,7 @@ from typing import Generic, NamedTuple, Optional, Protocol, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from exporters._ratelimit import RateLimitedLog
 from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
@@ -134,9 +134,13 @@ class _Request(Generic[_Batch]):
         self.ended = False
 
 
-# An open span: its request, its start time (which tells apart two open spans with the same
-# ids) and whether it is its request's root. A tuple: made for every span, so kept cheap.
-_OpenSpan = tuple["_Request[_Batch]", Optional[int], bool]
+# An open span, under the id() of its span context: its request, that span context (held, so
+# the id is not reused while the span is open) and whether it is its request's root. The SDK
+# hands a span's processors the same span context object at its start and at its end, and
+# as its children's parent, so every lookup is by identity and two spans with the same ids (a
+# server span for a call from this same process keeps its caller's) never mix. A tuple: one
+# is made for every span.
+_OpenSpan = tuple["_Request[_Batch]", SpanContext, bool]
 
 
 class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
@@ -164,10 +168,10 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         self.max_open_spans = max_open_spans
         self.max_pending_requests = max_pending_requests
         # Every span start and end touches _open: plain dictionary operations, each atomic,
-        # without a lock. The lock guards what is rare: ids that collide, eviction, batches.
-        self._open: dict[tuple[int, int], _OpenSpan[_Batch]] = {}
-        # Open spans hidden by a newer open span with the same ids, oldest first.
-        self._hidden: dict[tuple[int, int], list[_OpenSpan[_Batch]]] = {}
+        # without a lock. The lock guards what is rare: eviction and batches being made.
+        self._open: dict[int, _OpenSpan[_Batch]] = {}
+        # The open server spans that root a request, by ids, for batch_for_request.
+        self._roots: dict[tuple[int, int], _Request[_Batch]] = {}
         self._pending: dict[tuple[int, int], _Batch] = {}
         self._lock = threading.Lock()
         self._errors = RateLimitedLog(logger)
@@ -185,17 +189,16 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         """
         key = (trace_id, span_id)
         with self._lock:
-            entry = self._open.get(key)
-            if entry is not None and entry[2] and entry[0].batch is not None:
-                return entry[0].batch
+            request = self._roots.get(key)
+            if request is not None and request.batch is not None:
+                return request.batch
             batch = self._pending.get(key)
             if batch is not None:
                 return batch
         batch = self.new_batch()
         evicted: list[_Batch] = []
         with self._lock:
-            if entry is not None and entry[2]:
-                request = entry[0]
+            if request is not None:
                 if request.batch is None:
                     request.batch = batch
                 return request.batch
@@ -210,29 +213,24 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
             context = span.context
             if context is None:
                 return
-            key = (context.trace_id, context.span_id)
-            entry: _OpenSpan[_Batch]
             if span.kind in _SERVER_KINDS and is_baseplate_span(span):
-                batch = self._pending.pop(key, None)
-                if batch is None and self.announced_requests_only:
+                key = (context.trace_id, context.span_id)
+                request: _Request[_Batch] = _Request(self._pending.pop(key, None))
+                if request.batch is None and self.announced_requests_only:
                     return
-                entry = (_Request(batch), span.start_time, True)
+                self._roots.setdefault(key, request)
+                entry: _OpenSpan[_Batch] = (request, context, True)
             else:
                 parent = span.parent
-                parent_entry = None
-                if parent is not None and not parent.is_remote:
-                    parent_entry = self._open.get((parent.trace_id, parent.span_id))
+                parent_entry = None if parent is None else self._open.get(id(parent))
                 if parent_entry is not None:
-                    entry = (parent_entry[0], span.start_time, False)
+                    entry = (parent_entry[0], context, False)
                 elif self.announced_requests_only:
                     return
                 else:
-                    entry = (_Request(None), span.start_time, True)
+                    entry = (_Request(None), context, True)
             open_spans = self._open
-            if key in open_spans:
-                self._hide(key, entry)
-            else:
-                open_spans[key] = entry
+            open_spans[id(context)] = entry
             if len(open_spans) > self.max_open_spans:
                 self._evict()
         except Exception:
@@ -243,10 +241,7 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
             context = span.context
             if context is None:
                 return
-            key = (context.trace_id, context.span_id)
-            entry = self._open.pop(key, None)
-            if entry is not None and (entry[1] != span.start_time or self._hidden):
-                entry = self._unhide(key, entry, span.start_time)
+            entry = self._open.pop(id(context), None)
             if entry is None:
                 if self.announced_requests_only:
                     return
@@ -256,6 +251,7 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
                 request = entry[0]
                 if entry[2]:
                     request.ended = True
+                    self._forget_root(context, request)
             if is_baseplate_span(span):
                 self._record(span, request)
             if request.ended and request.batch is not None:
@@ -267,21 +263,25 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
         """Send the batches of requests that are still open."""
         with self._lock:
             batches = list(self._pending.values())
-            entries = list(self._open.values())
-            for hidden in self._hidden.values():
-                entries.extend(hidden)
             batches.extend(
-                entry[0].batch for entry in entries if entry[2] and entry[0].batch is not None
+                entry[0].batch
+                for entry in self._open.values()
+                if entry[2] and entry[0].batch is not None
             )
             self._pending.clear()
             self._open.clear()
-            self._hidden.clear()
+            self._roots.clear()
         for batch in batches:
             self._flush(batch)
 
     def force_flush(self, timeout_millis: int = DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
         """Nothing waits here: a request's metrics are sent when its root span ends."""
         return True
+
+    def _forget_root(self, context: SpanContext, request: _Request[_Batch]) -> None:
+        key = (context.trace_id, context.span_id)
+        if self._roots.get(key) is request:
+            self._roots.pop(key, None)
 
     def _record(self, span: ReadableSpan, request: _Request[_Batch]) -> None:
         kind = span.kind
@@ -345,53 +345,19 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
             table[key] = names
         return names
 
-    def _hide(self, key: tuple[int, int], entry: _OpenSpan[_Batch]) -> None:
-        # A server span for a call from this same process keeps the caller's ids; both are
-        # open at once, so the newer one hides the older until it ends.
-        with self._lock:
-            previous = self._open.get(key)
-            if previous is not None:
-                self._hidden.setdefault(key, []).append(previous)
-            self._open[key] = entry
-
-    def _unhide(
-        self, key: tuple[int, int], entry: _OpenSpan[_Batch], start_time: int | None
-    ) -> _OpenSpan[_Batch] | None:
-        """The open span with these ids and start time, ``entry`` having been taken out of
-        the open spans: the span that ends, or one that ``entry`` hid."""
-        with self._lock:
-            hidden = self._hidden.get(key)
-            if entry[1] == start_time:  # the newest ended: the one it hid is open again
-                if hidden:
-                    self._open[key] = hidden.pop()
-                    if not hidden:
-                        del self._hidden[key]
-                return entry
-            self._open[key] = entry  # an older one ended while the newer stays open
-            for index in range(len(hidden or ()) - 1, -1, -1):
-                assert hidden is not None
-                if hidden[index][1] == start_time:
-                    found = hidden.pop(index)
-                    if not hidden:
-                        del self._hidden[key]
-                    return found
-            return None
-
     def _evict(self) -> None:
         evicted: list[_Batch] = []
         with self._lock:
             while len(self._open) > self.max_open_spans:
                 try:
-                    key = next(iter(self._open))
-                    oldest = self._open.pop(key)
+                    request, context, is_root = self._open.pop(next(iter(self._open)))
                 except (RuntimeError, StopIteration, KeyError):  # changed meanwhile: look again
                     continue
-                for entry in [oldest, *self._hidden.pop(key, ())]:
-                    request = entry[0]
-                    if entry[2]:
-                        request.ended = True
-                        if request.batch is not None:
-                            evicted.append(request.batch)
+                if is_root:
+                    request.ended = True
+                    self._forget_root(context, request)
+                    if request.batch is not None:
+                        evicted.append(request.batch)
         self._send_evicted(evicted, "spans that never ended")
 
     def _batch_of(self, request: _Request[_Batch]) -> _Batch:
