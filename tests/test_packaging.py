@@ -37,6 +37,7 @@ EVIDENCE: dict[str, str | None] = {
     "opentelemetry-distro": "distro",
     "opentelemetry-instrumentation": "opentelemetry-instrument",
     "opentelemetry-instrumentation-requests": "opentelemetry.instrumentation.requests",
+    "opentelemetry-instrumentation-urllib3": "opentelemetry.instrumentation.urllib3",
     "opentelemetry-instrumentation-redis": "opentelemetry.instrumentation.redis",
     "opentelemetry-instrumentation-sqlalchemy": "opentelemetry.instrumentation.sqlalchemy",
     "opentelemetry-instrumentation-wsgi": "opentelemetry.instrumentation.wsgi",
