@@ -23,7 +23,7 @@ from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as _sdk_trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.util.types import Attributes
@@ -40,6 +40,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("opentelemetry.sdk.trace.Tracer", "_span_limits"),
     ("opentelemetry.sdk.trace.Tracer", "_instrumentation_scope"),
     ("opentelemetry.sdk.trace.Tracer", "_tracer_metrics"),
+    ("opentelemetry.sdk.trace.ReadableSpan", "_events"),
 )
 
 #: The API's context key that makes instrumentations create no spans.
@@ -55,6 +56,15 @@ def detach(token: object) -> None:
     for the bridge that is a normal event (a response finished on another greenlet).
     """
     _runtime_context.detach(token)
+
+
+def has_events(span: ReadableSpan) -> bool:
+    """Whether the finished ``span`` has events, without copying them (``span.events``
+    makes a tuple of them on every call)."""
+    events = getattr(span, "_events", None)
+    if events is None:
+        return bool(span.events)
+    return bool(events)
 
 
 def span_processors(provider: TracerProvider) -> Sequence[SpanProcessor]:

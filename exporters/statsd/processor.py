@@ -48,6 +48,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from exporters._ratelimit import RateLimitedLog
 from exporters.defaults import DEFAULT_FLUSH_TIMEOUT_MILLIS
 from exporters.statsd.wire import safe_metric_name
+from otel_bridge._sdk import has_events
 from otel_bridge.semconv import (
     ATTR_COMPONENT,
     ATTR_LOG_PAYLOAD_TYPE,
@@ -312,7 +313,7 @@ class StatsdSpanProcessor(SpanProcessor, Generic[_Batch]):
                 batch.timer(names.timer).send(seconds)
         if counter is not None:
             batch.counter(counter).increment()
-        if kind in _CLIENT_KINDS and span.events:
+        if kind in _CLIENT_KINDS and has_events(span):
             self._count_error_objects(span, batch)
 
     @staticmethod

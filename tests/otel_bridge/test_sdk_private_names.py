@@ -44,6 +44,8 @@ def test_private_name_exists(owner: str, name: str) -> None:
             instance: object = TracerProvider()
         elif holder is Tracer:
             instance = TracerProvider().get_tracer("x")
+        elif holder is ReadableSpan:
+            instance = ReadableSpan("x")
         else:
             instance = holder()
         assert hasattr(instance, name), f"{owner}.{name} is gone from the installed SDK"
@@ -61,6 +63,14 @@ def test_the_helpers_work_on_the_installed_sdk() -> None:
     assert provider.resource.attributes[SERVICE_NAME] == "renamed"
     with tracer.start_as_current_span("s") as span:
         assert span.resource.attributes[SERVICE_NAME] == "renamed"  # type: ignore[attr-defined]
+    finished = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    with tracer.start_as_current_span("plain"):
+        pass
+    with tracer.start_as_current_span("logged") as logged:
+        logged.add_event("e")
+    plain_span, logged_span = finished.get_finished_spans()
+    assert not _sdk.has_events(plain_span) and _sdk.has_events(logged_span)
     token = otel_context.attach(trace.set_span_in_context(trace.INVALID_SPAN))
     _sdk.detach(token)
     assert isinstance(_sdk.SUPPRESS_INSTRUMENTATION_KEY, str)
