@@ -775,6 +775,8 @@ def _otlp_client(
         environment.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
         environment.OTEL_EXPORTER_OTLP_PROTOCOL,
     ):
+        if environment.is_distro_default(variable, environ):
+            continue  # opentelemetry-distro's grpc for its own exporters, not for this one
         if _parse_env(environ, variable, _otlp_protocol):
             break
     interval = _parse(raw_config, "metrics.otlp.interval", _export_interval)

@@ -15,6 +15,7 @@ SDK exporters and baseplate's the same value).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 from opentelemetry.environment_variables import OTEL_PROPAGATORS, OTEL_TRACES_EXPORTER
@@ -60,6 +61,22 @@ def is_set(name: str, environ: Environ | None = None) -> bool:
     return get(name, environ) is not None
 
 
+#: What ``opentelemetry-distro`` (the distro of ``opentelemetry-instrument``) puts in
+#: ``os.environ`` for its own exporters when it configures a process, unless already set.
+DISTRO_DEFAULTS = {OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"}
+
+
+def is_distro_default(name: str, environ: Environ | None = None) -> bool:
+    """Whether ``name`` holds the value ``opentelemetry-distro`` gives it by default, in a
+    process that distro configured: then it need not be the operator's choice (the distro
+    sets ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` whenever it is unset)."""
+    default = DISTRO_DEFAULTS.get(name)
+    if default is None or "opentelemetry.distro" not in sys.modules:
+        return False
+    value = get(name, environ)
+    return value is not None and value.lower() == default
+
+
 __all__ = [
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_HEADERS",
@@ -86,7 +103,9 @@ __all__ = [
     "OTEL_TRACES_EXPORTER",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
+    "DISTRO_DEFAULTS",
     "Environ",
     "get",
+    "is_distro_default",
     "is_set",
 ]

@@ -255,3 +255,21 @@ def test_a_bad_otlp_timeout_variable_is_refused_naming_it(variable: str, value: 
     assert error_of({variable: value}, exporter="otlp").startswith(f"{variable}:")
     # unread when the INI key is set
     assert configure({variable: value}, exporter="otlp", otlp__timeout="1")
+
+
+def test_the_distros_default_protocol_does_not_stop_the_otlp_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    monkeypatch.delitem(sys.modules, "opentelemetry.distro", raising=False)
+    assert error_of(environ, exporter="otlp").startswith("OTEL_EXPORTER_OTLP_PROTOCOL:")
+    # opentelemetry-distro sets it to grpc for its own exporters when it is unset
+    monkeypatch.setitem(sys.modules, "opentelemetry.distro", types.ModuleType("distro"))
+    assert isinstance(configure(environ, exporter="otlp"), OTelClient)
+    metrics_only = {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}
+    assert error_of(metrics_only, exporter="otlp").startswith(
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL:"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -56,7 +57,8 @@ def test_sdk_exporter_names_are_accepted(name: str, exporter: str) -> None:
     assert client({"tracing.exporter": "none"}, OTEL_TRACES_EXPORTER=name).exporter == "none"
 
 
-def test_grpc_is_refused_clearly() -> None:
+def test_grpc_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "opentelemetry.distro", raising=False)
     with pytest.raises(ConfigurationError) as info:
         client(OTEL_TRACES_EXPORTER="otlp_proto_grpc")
     assert info.value.key == "OTEL_TRACES_EXPORTER"
@@ -257,3 +259,26 @@ def test_bad_timeout_variable_is_one_line_naming_it(
     assert info.value.key == variable
     (line,) = str(info.value).splitlines()
     assert line.startswith(f"{variable}: ")
+
+
+def test_the_distros_default_protocol_does_not_stop_an_ini_otlp_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under opentelemetry-instrument, opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL to
+    # grpc for its own exporters unless it is set: with tracing.exporter = otlp in the INI
+    # file (baseplate's HTTP/protobuf exporter), that default is not the operator's choice.
+    monkeypatch.setitem(sys.modules, "opentelemetry.distro", types.ModuleType("distro"))
+    distro_env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert client({"tracing.exporter": "otlp"}, **distro_env).exporter == "otlp"
+    # a value the distro does not set is still refused
+    for variable, value in [
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+    ]:
+        with pytest.raises(ConfigurationError) as info:
+            client({"tracing.exporter": "otlp"}, **{variable: value})
+        assert info.value.key == variable
+    # and so is grpc when the variables, not the INI file, chose the otlp exporter
+    with pytest.raises(ConfigurationError) as info:
+        client(OTEL_TRACES_EXPORTER="otlp", **distro_env)
+    assert info.value.key == "OTEL_EXPORTER_OTLP_PROTOCOL"

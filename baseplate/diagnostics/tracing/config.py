@@ -41,6 +41,9 @@ Where it sends, again an explicit INI key first, then the standard variables, th
   no path), ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (as given),
   ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` appended), ``http://localhost:4318/v1/traces``.
   Headers come from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``.
+  ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL`` other than
+  ``http/protobuf`` are refused, except the ``grpc`` that ``opentelemetry-distro`` sets by
+  default when ``tracing.exporter`` chose otlp.
 * sidecar: ``tracing.queue_name`` (required).
 
 The timeout of one export is ``tracing.exporter.timeout``, else (in seconds, as the SDK reads
@@ -440,6 +443,10 @@ def tracing_client_from_config(
             environment.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
             environment.OTEL_EXPORTER_OTLP_PROTOCOL,
         ):
+            if source == "tracing.exporter" and environment.is_distro_default(variable, environ):
+                # opentelemetry-distro's grpc for its own exporters: the INI file chose
+                # baseplate's exporter, which speaks HTTP/protobuf
+                continue
             if _parse_env(environ, variable, _otlp_protocol):
                 break
     elif exporter == "sidecar" and not tracing.queue_name:
