@@ -256,7 +256,7 @@ class Span:
             return
         tracer = self._tracer or _provider.baseplate_tracer(_provider.ensure_provider())
         attributes = self._initial_attributes()
-        span = self._start_as_child(tracer, attributes)
+        span = self._start_decided(tracer, attributes)
         if span is None:
             token = set_preset(self._preset())
             try:
@@ -276,7 +276,7 @@ class Span:
         for observer in self.observers:
             notify_observer(observer, "on_start")
 
-    def _start_as_child(
+    def _start_decided(
         self, tracer: trace.Tracer, attributes: dict[str, Any] | None
     ) -> trace.Span | None:
         # A child of a started baseplate span: ids, sampling and trace state are the
@@ -574,6 +574,29 @@ class ServerSpan(Span):
             span_id=self.id,
             trace_id=self.trace_id,
             sampled=bool(self.sampled),
+            trace_state=_trace_state(self.flags),
+        )
+
+    def _start_decided(
+        self, tracer: trace.Tracer, attributes: dict[str, Any] | None
+    ) -> trace.Span | None:
+        # Ids, sampling and trace state are decided (see __init__): as the sampler and id
+        # generator would make them from the preset, without asking them.
+        parent_context = self._parent_context()
+        assert parent_context is not None
+        parent: SpanContext | None = trace.get_current_span(parent_context).get_span_context()
+        if parent is not None and not parent.is_valid:
+            parent = None
+        return start_decided_span(
+            tracer,
+            self.name,
+            self.kind,
+            parent,
+            parent_context,
+            self.id,
+            bool(self.sampled),
+            attributes,
+            trace_id=self.trace_id,
             trace_state=_trace_state(self.flags),
         )
 

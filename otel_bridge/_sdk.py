@@ -25,7 +25,8 @@ from opentelemetry.sdk import trace as _sdk_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
 #: ``(module or class, attribute)`` pairs of the private names used below.
@@ -88,18 +89,22 @@ def start_decided_span(
     tracer: _trace.Tracer,
     name: str,
     kind: SpanKind,
-    parent: SpanContext,
+    parent: SpanContext | None,
     parent_context: Context,
     span_id: int,
     sampled: bool,
     attributes: Attributes = None,
+    *,
+    trace_id: int | None = None,
+    trace_state: TraceState | None = None,
 ) -> _trace.Span | None:
-    """Start, on an SDK ``tracer``, the span ``span_id`` under the local span ``parent``
-    (current in ``parent_context``), recorded, sampled or not as ``sampled`` says.
+    """Start, on an SDK ``tracer``, the span ``span_id`` under ``parent`` (the valid span
+    context current in ``parent_context``, or None for a new trace ``trace_id``), recorded,
+    sampled or not as ``sampled`` says, with ``trace_state`` (the parent's by default).
 
-    What ``tracer.start_span`` makes when its sampler returns that decision with the
-    parent's trace state and no attributes of its own (as baseplate's sampler does for
-    a child span), without asking the sampler; exceptions are neither recorded nor set as
+    What ``tracer.start_span`` makes when its id generator gives these ids and its sampler
+    returns that decision and trace state with no attributes of its own (as baseplate's do
+    for a baseplate span), without asking either; exceptions are neither recorded nor set as
     status. None when ``tracer`` is not an enabled SDK tracer of this SDK's make: the
     caller then starts the span the usual way.
     """
@@ -108,15 +113,24 @@ def start_decided_span(
     try:
         if not tracer._is_enabled():
             return None
+        if parent is not None:
+            trace_id = parent.trace_id
+            random_trace_id = bool(parent.trace_flags & _RANDOM_TRACE_ID)
+            if trace_state is None:
+                trace_state = parent.trace_state
+        else:
+            random_trace_id = bool(_RANDOM_TRACE_ID) and tracer.id_generator.is_trace_id_random()
+        if trace_id is None:
+            return None
         flags = _SAMPLED if sampled else _NOT_SAMPLED
-        if _RANDOM_TRACE_ID and parent.trace_flags & _RANDOM_TRACE_ID:
+        if random_trace_id:
             flags = TraceFlags(flags | _RANDOM_TRACE_ID)
         context = SpanContext(
-            parent.trace_id,
+            trace_id,
             span_id,
             is_remote=False,
             trace_flags=flags,
-            trace_state=parent.trace_state,
+            trace_state=trace_state if trace_state is not None else DEFAULT_TRACE_STATE,
         )
         decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY
         record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
