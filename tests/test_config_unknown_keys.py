@@ -191,7 +191,9 @@ def test_the_wsgi_handler_option_is_known(
     caplog: pytest.LogCaptureFixture, listener: socket.socket
 ) -> None:
     parser = configparser.RawConfigParser()
-    parser.read_string("[s]\nfactory = baseplate.server.wsgi\nhandler = gevent.pywsgi:WSGIHandler\n")
+    parser.read_string(
+        "[s]\nfactory = baseplate.server.wsgi\nhandler = gevent.pywsgi:WSGIHandler\n"
+    )
     with caplog.at_level(logging.WARNING):
         make_server(dict(parser.items("s")), listener, lambda environ, start_response: [])
     assert warnings_of(caplog) == []
