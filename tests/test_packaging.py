@@ -87,7 +87,22 @@ def test_every_opentelemetry_test_requirement_is_bounded() -> None:
     # an unbounded one lets pip backtrack through every release of the contrib packages
     for requirement in EXTRAS["test"]:
         if requirement_name(requirement).startswith("opentelemetry-"):
-            assert re.search(r">=[\w.]+,<[\w.]+$", requirement), requirement
+            assert re.search(r"(>=[\w.]+,<[\w.]+|==[\w.]+)$", requirement), requirement
+
+
+def test_the_contrib_packages_are_pinned_to_one_release() -> None:
+    # a range over contrib releases that not every package has sends pip 23's resolver
+    # into ResolutionImpossible
+    pins = {
+        requirement_name(requirement): requirement.split("==", 1)[1]
+        for requirement in EXTRAS["test"]
+        if re.search(r"==0\.\d+b\d+$", requirement)
+    }
+    assert "opentelemetry-instrumentation" in pins and "opentelemetry-distro" in pins
+    assert len(set(pins.values())) == 1, pins
+    for requirement in EXTRAS["test"]:
+        if re.search(r"\d+b\d+", requirement):
+            assert requirement_name(requirement) in pins, requirement
 
 
 def test_every_test_extra_is_used() -> None:
