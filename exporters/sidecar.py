@@ -17,7 +17,8 @@ as the requests. The exporter therefore:
 
 * looks for room on the queue before encoding a span, so a full queue costs no encoding;
 * gives the event loop back (a cooperative sleep) whenever it has held it for
-  :data:`MAX_LOOP_HOLD` while encoding a batch: a batch of 512 request spans takes 7-12 ms
+  ``MAX_LOOP_HOLD`` (0.5 ms, :class:`otel_bridge.concurrency.LoopHold`, as the Zipkin and
+  console exporters do) while encoding a batch: a batch of 512 request spans takes 7-12 ms
   to encode and write, which would otherwise hold every request waiting on the loop for all
   of it. Encoding in a native thread instead was measured to be worse (fewer requests a
   second, higher p99): the encoding thread holds the GIL for up to the interpreter's 5 ms
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -54,6 +54,7 @@ from exporters.spans import (
     span_tags,
 )
 from otel_bridge import semconv
+from otel_bridge.concurrency import LoopHold
 from otel_bridge.context import instrumentation_suppressed
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,6 @@ UNRESOLVED_IPV4 = "127.0.0.1"
 #: Binary annotation baseplate's recorder put on every span of a debug-flagged trace.
 TAG_DEBUG = "debug"
 
-#: Longest an export encodes spans before it lets other greenlets run (seconds, under gevent).
-MAX_LOOP_HOLD = 0.0005
-#: How long the export sleeps to give other greenlets a turn: long enough that the event
-#: loop polls for I/O (``gevent.sleep(0)`` only runs callbacks that are already due).
-_YIELD_SLEEP = 0.0001
 #: Longest a queue may stay full while its reader is expected to take messages (seconds).
 FULL_QUEUE_PATIENCE = 0.05
 #: Interval at which a full queue is looked at again while waiting for room (seconds).
@@ -141,24 +137,6 @@ def open_trace_queue(
             max_messages=allowed_messages,
             max_message_size=allowed_size,
         )
-
-
-def _gevent_sleep() -> Callable[[float], None] | None:
-    """``gevent.sleep`` when gevent has patched ``threading`` or ``time`` (the batch worker is
-    then a greenlet, which must not block its event loop); None otherwise. Never imports
-    gevent."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None:
-        return None
-    try:
-        patched = monkey.is_module_patched("threading") or monkey.is_module_patched("time")
-    except Exception:
-        return None
-    if not patched:
-        return None
-    gevent = sys.modules.get("gevent")
-    sleep = getattr(gevent, "sleep", None)
-    return sleep if callable(sleep) else None
 
 
 def _binary_value(value: Any) -> bool | str:
@@ -329,12 +307,11 @@ class SidecarExporter(SpanExporter):
 
     def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         dropped = 0
-        cooperative_sleep = _gevent_sleep()
-        sleep = cooperative_sleep or time.sleep
         room = self._room()
         if room > 0:
             self._stalled = False
-        held_since = time.perf_counter()
+        hold = LoopHold()
+        sleep = hold.cooperative_sleep or time.sleep
         for index, span in enumerate(spans):
             if room <= 0:
                 room = self._wait_for_room(sleep)
@@ -349,9 +326,7 @@ class SidecarExporter(SpanExporter):
                 )
                 break
             self._stalled = False
-            if cooperative_sleep is not None and time.perf_counter() - held_since > MAX_LOOP_HOLD:
-                cooperative_sleep(_YIELD_SLEEP)  # let the requests waiting on the loop run
-                held_since = time.perf_counter()
+            hold.checkpoint()  # under gevent, let the requests waiting on the loop run
             try:
                 message = self.encode(span)
             except Exception as exc:
