@@ -9,6 +9,10 @@ Differences from the stock ``opentelemetry-exporter-zipkin-json`` exporter:
   the ``baseplate.shared_span`` attribute) is marked ``shared``.
 * local spans carry their component as the ``lc`` tag; span events become annotations;
   a span with ERROR status gets the ``error`` tag.
+* under gevent (``baseplate-serve``, whose export worker is a greenlet on the requests' event
+  loop) it gives the loop back every 0.5 ms while it encodes a batch
+  (:func:`otel_bridge.concurrency.yielding_the_loop`): a batch of 512 request spans takes
+  about 4 ms to encode.
 * it never raises: a collector that is down, hangs or answers with an error makes ``export``
   return ``FAILURE`` within the timeout; failures are logged (rate-limited) and the lost
   spans are counted in :attr:`ZipkinExporter.dropped_spans`.
@@ -45,6 +49,7 @@ from exporters.spans import (
     tag_value,
 )
 from otel_bridge import semconv
+from otel_bridge.concurrency import yielding_the_loop
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,12 @@ logger = logging.getLogger(__name__)
 ZIPKIN_V2_SPANS_PATH = "/api/v2/spans"
 #: Where spans go when no endpoint is configured (a local Zipkin's collection API).
 DEFAULT_ZIPKIN_ENDPOINT = "http://localhost:9411" + ZIPKIN_V2_SPANS_PATH
+
+#: What ``json.dumps(..., separators=(",", ":"))`` uses, made once.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+#: Spans encoded between two looks at how long the export has held the event loop: a slice
+#: of request spans takes about 0.1 ms, and dumping slices is as fast as dumping the list.
+_ENCODE_SLICE = 16
 
 _KIND_NAMES = {
     SpanKind.SERVER: "SERVER",
@@ -146,11 +157,20 @@ class ZipkinExporter(SpanExporter):
         self._shut_down = False
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        """Return the request body for ``spans``: a JSON list of Zipkin v2 spans."""
-        encoded = [
-            encode_v2_span(span, self.local_endpoint, self.max_tag_value_length) for span in spans
-        ]
-        return json.dumps(encoded, separators=(",", ":")).encode("utf-8")
+        """Return the request body for ``spans``: a JSON list of Zipkin v2 spans.
+
+        The list is encoded a slice of ``_ENCODE_SLICE`` spans at a time (the bytes are
+        those of dumping it whole), so that under gevent the event loop is given back between
+        slices.
+        """
+        parts = []
+        for start in yielding_the_loop(range(0, len(spans), _ENCODE_SLICE)):
+            encoded = [
+                encode_v2_span(span, self.local_endpoint, self.max_tag_value_length)
+                for span in spans[start : start + _ENCODE_SLICE]
+            ]
+            parts.append(_JSON.encode(encoded)[1:-1])  # the items, without the brackets
+        return ("[" + ",".join(parts) + "]").encode("utf-8")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """POST the spans; return FAILURE (never raise) if the collector does not take them."""

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -13,6 +18,7 @@ from otel_bridge import semconv
 
 from .fixtures import SpanMaker
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
 
@@ -108,3 +114,63 @@ def test_the_first_name_is_an_alias_and_not_opentelemetrys() -> None:
 
     assert console.ConsoleSpanExporter is RequestTreeConsoleExporter
     assert RequestTreeConsoleExporter.__name__ != OTelConsoleSpanExporter.__name__
+
+
+GEVENT_EXPORT_SCRIPT = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import io, json
+import gevent
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from exporters.console import RequestTreeConsoleExporter, format_trace_tree
+
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+tracer = provider.get_tracer("baseplate")
+for n in range(512):  # a full batch of requests, a span each
+    tracer.start_span("GET /hello", kind=SpanKind.SERVER).end()
+batch = memory.get_finished_spans()
+events = []
+out = io.StringIO()
+exporter = RequestTreeConsoleExporter(out=out)
+
+
+def another_request():  # wakes on a timer, as a request wakes on its socket
+    while True:
+        gevent.sleep(0.001)
+        events.append("tick")
+
+
+ticker = gevent.spawn(another_request)
+gevent.sleep(0.01)
+events.append("export")
+result = exporter.export(batch)
+events.append("exported")
+ticker.kill()
+start, end = events.index("export"), events.index("exported")
+printed = out.getvalue() == "".join(format_trace_tree([span]) for span in batch)
+print(json.dumps({"result": result.name, "printed": printed,
+                  "ticks_during": events[start:end].count("tick")}))
+"""
+
+
+def test_under_gevent_an_export_lets_other_greenlets_run() -> None:
+    # Under baseplate-serve the export worker is a greenlet on the requests' event loop:
+    # printing a batch of 512 requests (a few ms) must not hold the loop for all of it.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GEVENT_EXPORT_SCRIPT)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["result"] == "SUCCESS"
+    assert outcome["printed"]  # every request, in order
+    assert outcome["ticks_during"] >= 2, outcome

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import pathlib
+import subprocess
+import sys
+import textwrap
 import time
 import tracemalloc
 
@@ -20,6 +24,7 @@ from otel_bridge import semconv
 
 from .fixtures import SCHEMA_PATH, Receiver, SpanMaker
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 
 
@@ -302,3 +307,109 @@ def test_any_span_encodes_to_valid_zipkin_v2(
     assert int(encoded["id"], 16) == span_id
     assert encoded.get("debug", False) is bool(flags & 1)
     assert encoded["duration"] == max(1, duration // 1000)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 40, 512])
+def test_a_batch_encodes_to_the_bytes_of_the_whole_list(spans: SpanMaker, count: int) -> None:
+    # The body is encoded a slice at a time; the bytes are those of dumping the list whole.
+    for index in range(count):
+        with spans.tracer.start_as_current_span(f"op-{index} é ✓", kind=SpanKind.SERVER) as span:
+            span.set_attribute("http.url", f'http://svc/things/{index}?q="x"')
+            span.add_event("log", {semconv.ATTR_LOG_PAYLOAD: "multi\nline"})
+    batch = spans.finished()
+    exporter = ZipkinExporter("svc", "localhost:9411", local_ipv4="10.0.0.7")
+
+    whole = json.dumps(
+        [encode_v2_span(span, exporter.local_endpoint) for span in batch], separators=(",", ":")
+    ).encode("utf-8")
+    assert exporter.encode(batch) == whole
+    assert len(json.loads(whole)) == count
+
+
+GEVENT_EXPORT_SCRIPT = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import json
+import gevent
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from exporters.zipkin import ZipkinExporter, encode_v2_span
+
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+tracer = provider.get_tracer("baseplate")
+for n in range(512):  # a full batch of request spans
+    tracer.start_span(
+        "hello",
+        kind=SpanKind.SERVER,
+        attributes={"http.url": "http://svc/hello", "http.method": "GET", "peer.ipv4": "10.0.0.1",
+                    "http.status_code": 200},
+    ).end()
+batch = memory.get_finished_spans()
+events = []
+
+
+class RecordingPoster:
+    # as a collector that answers at once: the export's only wait is its own encoding
+    def __init__(self):
+        self.bodies = []
+
+    def post(self, body):
+        events.append("post")
+        self.bodies.append(body)
+        return 202
+
+    def close(self):
+        pass
+
+
+exporter = ZipkinExporter("svc", "localhost:9411", local_ipv4="10.0.0.7")
+exporter._poster = RecordingPoster()
+
+
+def another_request():  # wakes on a timer, as a request wakes on its socket
+    while True:
+        gevent.sleep(0.001)
+        events.append("tick")
+
+
+ticker = gevent.spawn(another_request)
+gevent.sleep(0.01)
+events.append("export")
+result = exporter.export(batch)
+events.append("exported")
+ticker.kill()
+start, post, end = events.index("export"), events.index("post"), events.index("exported")
+whole = json.dumps(
+    [encode_v2_span(span, exporter.local_endpoint) for span in batch], separators=(",", ":")
+).encode("utf-8")
+print(json.dumps({"result": result.name, "posts": len(exporter._poster.bodies),
+                  "wire": exporter._poster.bodies == [whole],
+                  "ticks_while_encoding": events[start:post].count("tick"),
+                  "after_post": events[post + 1:end]}))
+"""
+
+
+def test_under_gevent_an_export_lets_other_greenlets_run() -> None:
+    # baseplate-serve's export worker is a greenlet on the requests' event loop: encoding a
+    # batch of 512 spans (a few ms) must not hold the loop for all of it.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GEVENT_EXPORT_SCRIPT)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["result"] == "SUCCESS"
+    assert outcome["posts"] == 1
+    assert outcome["wire"]  # the same body as the list dumped whole
+    # the other greenlet ran between the start of the export and the POST, that is while the
+    # batch was encoded (it could not if the export held the loop until it was done)
+    assert outcome["ticks_while_encoding"] >= 2, outcome
+    assert outcome["after_post"] == [], outcome
