@@ -754,9 +754,9 @@ def _namespace(raw_config: Mapping[str, Any]) -> str:
 
 
 def _einhorn_child_index() -> int | None:
-    from baseplate.server import einhorn
+    from baseplate import _einhorn
 
-    return einhorn.child_index()
+    return _einhorn.child_index()
 
 
 def _otlp_client(
